@@ -1,0 +1,131 @@
+"""The one configuration object.
+
+``ModelConfig`` fully describes the architecture and is stored (as JSON) inside every
+weights file, ONNX file and engine header, so an artifact always describes itself
+(the nanoGPT habit). ``TrainConfig`` holds the paper's training recipe and
+``InferConfig`` the knobs of the colorization pipeline; ``Config`` bundles all three.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ModelError, UsageError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    preset: str = "scgan"
+    # Channel multiplier applied to every layer; 1.0 is the paper's network.
+    width: float = 1.0
+    in_channels: int = 1  # gray (or N-channel multispectral, paper §F)
+    out_channels: int = 3  # RGB through tanh, as in the paper
+    start_channels: int = 64
+    latent_channels: int = 128  # saliency branch width
+    # Global feature network (VGG-16-Gray). Off = the paper's "w/o GFN" ablation.
+    use_gfn: bool = True
+    # Saliency branch. Off = the paper's "w/o attention" ablation.
+    use_saliency: bool = True
+    # The paper puts spectral norm on the discriminators only; the authors' code also
+    # wraps every generator conv. Kept as an option (off) - see docs/decisions.md.
+    g_spectral_norm: bool = False
+    d_channels: int = 64
+    # Paper §IV-A: BN + LeakyReLU on every layer but input/output, discriminators included.
+    d_norm: str = "bn"
+    d_spectral_norm: bool = True
+
+    def ch(self, c: int) -> int:
+        """Channels of a layer that has ``c`` channels in the width-1 network."""
+        return max(4, int(round(c * self.width)))
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ModelError(f"unknown model config keys {unknown} (weights from a newer scgan-rt?)")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, s: str) -> "ModelConfig":
+        try:
+            d = json.loads(s)
+        except json.JSONDecodeError as e:
+            raise ModelError(f"model config is not valid JSON: {e}") from None
+        return cls.from_dict(d)
+
+    def validate(self) -> "ModelConfig":
+        if not (0 < self.width <= 4):
+            raise UsageError(f"width must be in (0, 4], got {self.width}")
+        if self.d_norm not in ("bn", "in", "none"):
+            raise UsageError(f"d_norm must be bn|in|none, got {self.d_norm!r}")
+        return self
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "scgan": ModelConfig(preset="scgan", width=1.0),
+    # Same topology at a quarter of the channels: 3.7 M generator parameters, for CPUs/edge.
+    "scgan-lite": ModelConfig(preset="scgan-lite", width=0.25, d_channels=32),
+}
+
+
+def preset(name: str, **overrides: Any) -> ModelConfig:
+    if name not in PRESETS:
+        raise UsageError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return dataclasses.replace(PRESETS[name], **overrides).validate()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The paper's recipe (§IV-A); defaults are the paper's values."""
+
+    stage: str = "1"  # "1" (L1 + attention), "2" (WGAN-GP), "gfn" (classifier pretraining)
+    epochs: int = 10
+    batch_size: int = 8
+    crop: int = 256
+    lr_g: float = 2e-4
+    lr_d: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    lr_halve_every: int = 10  # epochs; stage 2 halves G and D lr every 10 epochs
+    lambda_l1: float = 1.0
+    lambda_attn: float = 0.5
+    lambda_gan: float = 0.05
+    lambda_perceptual: float = 5.0
+    lambda_gp: float = 10.0
+    input_noise_std: float = 0.005  # paper §IV-A; absent from the authors' code
+    gan_mode: str = "wgangp"  # or "lsgan" (Table II ablation)
+    pixel_loss: str = "l1"  # or "l2" (Table II ablation)
+    use_perceptual: bool = True
+    min_colorfulness: float = 10.0  # photos below this are treated as gray and skipped
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    size: int = 256  # network input size; multiples of 256 (8 stride-2 stages)
+    batch_size: int = 4
+    backend: str = "auto"
+    device: str = "auto"
+    skip_color: bool = False
+    save_saliency: bool = False
+    overwrite: bool = False
+    max_pixels: int = 178_956_970  # Pillow's hard bomb limit; refused before decoding
+
+    def validate(self) -> "InferConfig":
+        if self.size < 256 or self.size % 256:
+            raise UsageError(f"--size must be a multiple of 256 (the U-Net has 8 stride-2 stages), got {self.size}")
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        return self
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)

@@ -1,0 +1,167 @@
+"""Generator weights: safetensors with JSON metadata (config, preset, provenance).
+
+Loading never unpickles arbitrary objects: safetensors files are plain tensors, and
+legacy ``torch.save`` files are only read with ``weights_only=True`` (no fallback).
+Architecture mismatches are reported as a short key/shape diff.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .atomic import atomic_path
+from .config import ModelConfig
+from .errors import ModelError, UsageError
+from .model import Generator, build_generator, count_parameters
+
+FORMAT = "scgan-rt-generator"
+DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "scgan-lite-default.safetensors"
+
+
+@dataclass
+class LoadedWeights:
+    config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    metadata: dict[str, Any]
+    path: Path
+    sha256: str
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_weights() -> Path | None:
+    """The model shipped inside the package, if this build has one."""
+    return DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else None
+
+
+def save_weights(path: str | os.PathLike[str], gen: Generator, provenance: dict[str, Any] | None = None,
+                 fp16: bool = False) -> Path:
+    """Write the generator's state dict (spectral-norm parametrizations included, so
+    training can resume from it) atomically as safetensors."""
+    from safetensors.torch import save_file
+
+    sd = {k: v.detach().cpu().contiguous() for k, v in gen.state_dict().items()}
+    if fp16:
+        # Storage only: weights are upcast to float32 on load. BN running stats and
+        # integer counters are kept as they are.
+        sd = {k: (v.half() if v.is_floating_point() and "running_" not in k else v) for k, v in sd.items()}
+    meta = {
+        "format": FORMAT,
+        "preset": gen.cfg.preset,
+        "config": gen.cfg.to_json(),
+        "parameters": str(count_parameters(gen)),
+        "scgan_rt_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "provenance": json.dumps(provenance or {}, sort_keys=True),
+    }
+    with atomic_path(path) as tmp:
+        save_file(sd, str(tmp), metadata=meta)
+    return Path(path)
+
+
+def _sniff(path: Path) -> str:
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    if head[:2] == b"PK":
+        return "torch-zip"
+    if head[:1] == b"\x80":
+        return "pickle"
+    return "unknown"
+
+
+def read_weights(path: str | os.PathLike[str]) -> LoadedWeights:
+    """Read a weights file without building a model. Raises ``ModelError`` on anything odd."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"weights not found: {p}")
+    if not p.is_file() or not os.access(p, os.R_OK):
+        raise ModelError(f"cannot read weights file: {p}")
+    if p.stat().st_size == 0:
+        raise ModelError(f"weights file is empty: {p}")
+    kind = _sniff(p)
+    if kind == "safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(p), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+                sd = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # SafetensorError, OSError: truncated or garbled
+            raise ModelError(f"corrupt weights file {p.name}: {str(e).splitlines()[0]}") from None
+        if meta.get("format") != FORMAT or "config" not in meta:
+            raise ModelError(f"{p.name} is a safetensors file but not scgan-rt generator weights (no config metadata)")
+        cfg = ModelConfig.from_json(meta["config"])
+    elif kind in ("torch-zip", "pickle"):
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise ModelError(f"refusing to load {p.name}: not a plain weights file (it contains pickled code)") from None
+        except Exception as e:
+            raise ModelError(f"corrupt checkpoint {p.name}: {str(e).splitlines()[0][:200]}") from None
+        if not isinstance(obj, dict):
+            raise ModelError(f"{p.name}: expected a dict checkpoint, got {type(obj).__name__}")
+        sd = obj.get("generator") or obj.get("state_dict") or obj.get("model")
+        cfg_raw = obj.get("config")
+        if not isinstance(sd, dict) or cfg_raw is None:
+            raise ModelError(f"{p.name}: checkpoint lacks 'generator' weights and an scgan-rt 'config'")
+        cfg = ModelConfig.from_dict(cfg_raw) if isinstance(cfg_raw, dict) else ModelConfig.from_json(str(cfg_raw))
+        meta = {"format": "torch", "preset": cfg.preset, "config": cfg.to_json()}
+    else:
+        raise ModelError(f"{p.name} is not a weights file (expected .safetensors)")
+    meta.setdefault("provenance", "{}")
+    return LoadedWeights(cfg, sd, meta, p, sha256_file(p))
+
+
+def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[Generator, LoadedWeights]:
+    """Build the generator described by the file and load its weights strictly, in eval mode."""
+    w = read_weights(path)
+    gen = build_generator(w.config)
+    load_state_strict(gen, w.state_dict, w.path.name)
+    return gen.to(device).eval(), w
+
+
+def load_state_strict(module: torch.nn.Module, sd: dict[str, torch.Tensor], name: str) -> None:
+    own = module.state_dict()
+    missing = [k for k in own if k not in sd]
+    unexpected = [k for k in sd if k not in own]
+    shapes = [k for k in own if k in sd and tuple(own[k].shape) != tuple(sd[k].shape)]
+    if missing or unexpected or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+            if keys:
+                parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
+        raise ModelError(f"{name} does not match its architecture: " + "; ".join(parts))
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in sd.items()}, strict=True)
+
+
+def describe(w: LoadedWeights) -> dict[str, Any]:
+    try:
+        prov = json.loads(w.metadata.get("provenance", "{}"))
+    except json.JSONDecodeError:
+        prov = {"raw": w.metadata.get("provenance")}
+    return {
+        "path": str(w.path),
+        "sha256": w.sha256,
+        "preset": w.config.preset,
+        "config": json.loads(w.config.to_json()),
+        "scgan_rt_version": w.metadata.get("scgan_rt_version"),
+        "created": w.metadata.get("created"),
+        "provenance": prov,
+    }
