@@ -103,6 +103,36 @@ class TrainConfig:
     use_perceptual: bool = True
     min_colorfulness: float = 10.0  # photos below this are treated as gray and skipped
     seed: int = 0
+    # --- added for the trainer (issue 3) ---
+    lr_g_stage2: float = 1e-4  # paper: G and D both start at 1e-4 in stage 2
+    use_gan: bool = True  # False = Table II "w/o GAN" (stage 2 without discriminators)
+    use_attention: bool = True  # False = Table II "w/o attention" (no L_A, no D_A, no saliency branch)
+    n_critic: int = 1  # the authors' code: one D step per G step
+    load_size: int = 0  # >0: resize short side to this before cropping (0 = paper: only upscale if < crop)
+    max_steps: int = 0  # 0 = no limit; stops cleanly after this many optimiser steps in total
+    max_minutes: float = 0.0  # 0 = no limit; stops cleanly (checkpoint + export) at this wall-clock budget
+    workers: int = 2  # DataLoader worker processes (decode happens there, never in the main process)
+    amp: bool = False  # bf16 autocast on CUDA only
+    log_every: int = 10  # TensorBoard scalars every N steps
+    sample_every: int = 200  # TensorBoard image grids every N steps
+    gfn_lr: float = 0.01  # GFN classifier pretraining: SGD as in the authors' pre-train code
+    gfn_momentum: float = 0.9
+    gfn_weight_decay: float = 5e-4
+
+    def validate(self) -> "TrainConfig":
+        if self.stage not in ("1", "2", "gfn"):
+            raise UsageError(f"--stage must be 1, 2 or gfn, got {self.stage!r}")
+        if self.crop < 256 or self.crop % 256:
+            raise UsageError(f"--crop must be a multiple of 256 (the U-Net has 8 stride-2 stages), got {self.crop}")
+        if self.batch_size < 1 or self.epochs < 1:
+            raise UsageError("--batch-size and --epochs must be >= 1")
+        if self.gan_mode not in ("wgangp", "lsgan"):
+            raise UsageError(f"--gan-mode must be wgangp or lsgan, got {self.gan_mode!r}")
+        if self.pixel_loss not in ("l1", "l2"):
+            raise UsageError(f"--pixel-loss must be l1 or l2, got {self.pixel_loss!r}")
+        if self.load_size and self.load_size < self.crop:
+            raise UsageError(f"--load-size ({self.load_size}) must be >= --crop ({self.crop})")
+        return self
 
 
 @dataclass(frozen=True)

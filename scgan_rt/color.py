@@ -1,0 +1,97 @@
+"""Colour math: the gray -> chroma contract and the full-resolution merge.
+
+Colour space: YCbCr, ITU-R BT.601 full range (the JPEG/JFIF matrix). Chosen over Lab
+because (1) its Y is exactly the luminance the network is trained on (the paper's gray =
+0.299R + 0.587G + 0.114B), so "keep the input's luminance" is an identity, not a
+round trip through a non-linear space; (2) the merge is a 3x3 linear map that runs on the
+GPU at video rate; (3) video frames arrive as Y'CbCr planes. See docs/decisions.md.
+
+The network sees gray resized to S x S and predicts RGB. We take only the chroma (Cb, Cr)
+of that prediction, upsample it bilinearly to the original size and recombine it with the
+original full-resolution Y. Where Y + chroma would leave the RGB cube, the chroma is
+scaled towards gray per pixel instead of clipping each channel, so the output luminance
+equals the input luminance up to 8/16-bit rounding.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# Rows: Y, Cb, Cr from RGB (all in [0, 1]; Cb/Cr centred on 0).
+RGB_TO_YCBCR = torch.tensor([
+    [0.299, 0.587, 0.114],
+    [-0.168735892, -0.331264108, 0.5],
+    [0.5, -0.418687589, -0.081312411],
+], dtype=torch.float64)
+YCBCR_TO_RGB = torch.linalg.inv(RGB_TO_YCBCR)
+LUMA = (0.299, 0.587, 0.114)
+
+
+def _apply(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Apply a 3x3 matrix over the channel dim of ``N x 3 x H x W``."""
+    return torch.einsum("ij,njhw->nihw", m.to(x.dtype).to(x.device), x)
+
+
+def rgb_to_gray(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 luminance, ``N x 3 x H x W`` -> ``N x 1 x H x W`` (same range as input)."""
+    w = torch.tensor(LUMA, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb * w).sum(1, keepdim=True)
+
+
+def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+    return _apply(RGB_TO_YCBCR, rgb)
+
+
+def ycbcr_to_rgb(ycc: torch.Tensor) -> torch.Tensor:
+    return _apply(YCBCR_TO_RGB, ycc)
+
+
+def to_network(gray: torch.Tensor, size: int) -> torch.Tensor:
+    """Gray ``N x 1 x H x W`` in [0, 1] -> network input ``N x 1 x size x size`` in [-1, 1].
+
+    Antialiased area-like downscaling avoids aliasing on large photos."""
+    if gray.shape[-2:] != (size, size):
+        gray = F.interpolate(gray, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return gray.clamp(0, 1) * 2 - 1
+
+
+def chroma_from_prediction(rgb_pred: torch.Tensor) -> torch.Tensor:
+    """Network RGB in [-1, 1] -> (Cb, Cr) ``N x 2 x S x S``."""
+    rgb01 = (rgb_pred.clamp(-1, 1) + 1) / 2
+    return rgb_to_ycbcr(rgb01)[:, 1:]
+
+
+def merge_luminance(y_full: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+    """Recombine full-resolution luminance with (possibly low-resolution) chroma.
+
+    Args:
+        y_full: ``N x 1 x H x W`` luminance in [0, 1] at the original resolution.
+        cbcr: ``N x 2 x h x w`` chroma; upsampled bilinearly to H x W.
+    Returns:
+        ``N x 3 x H x W`` RGB in [0, 1] whose BT.601 luminance equals ``y_full``.
+    """
+    H, W = y_full.shape[-2:]
+    if cbcr.shape[-2:] != (H, W):
+        cbcr = F.interpolate(cbcr, size=(H, W), mode="bilinear", align_corners=False)
+    m = YCBCR_TO_RGB.to(y_full.dtype).to(y_full.device)
+    # RGB offset contributed by chroma alone; its luminance is 0 by construction.
+    delta = torch.einsum("ij,njhw->nihw", m[:, 1:], cbcr)
+    y = y_full.clamp(0, 1)
+    # Largest t in [0, 1] with y + t*delta inside [0, 1] for every channel.
+    eps = 1e-12
+    up = torch.where(delta > eps, (1 - y) / delta.clamp(min=eps), torch.full_like(delta, float("inf")))
+    down = torch.where(delta < -eps, y / (-delta).clamp(min=eps), torch.full_like(delta, float("inf")))
+    t = torch.minimum(up, down).amin(1, keepdim=True).clamp(0, 1)
+    return (y + t * delta).clamp(0, 1)
+
+
+def colorfulness(rgb255: torch.Tensor) -> torch.Tensor:
+    """Hasler & Suesstrunk colourfulness ``M`` per image, on the 0-255 RGB scale.
+
+    ``rgb255``: ``N x 3 x H x W``. Returns ``N`` values (std with ddof=0, as the paper's CCI)."""
+    r, g, b = rgb255[:, 0].double(), rgb255[:, 1].double(), rgb255[:, 2].double()
+    rg = (r - g).flatten(1)
+    yb = (0.5 * (r + g) - b).flatten(1)
+    std = torch.sqrt(rg.var(1, unbiased=False) + yb.var(1, unbiased=False))
+    mean = torch.sqrt(rg.mean(1) ** 2 + yb.mean(1) ** 2)
+    return std + 0.3 * mean

@@ -1,0 +1,224 @@
+"""Reading and writing still images safely.
+
+Every input is opened with an allow-list of formats, its pixel count is checked from the
+header *before* any pixel is decoded (decompression bombs), EXIF orientation is applied,
+and every mode Pillow hands us is reduced to: luminance (float, full resolution), an
+optional alpha plane, and the bit depth to write back. Outputs are written atomically.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .atomic import atomic_path
+from .errors import InputError
+
+# Pillow's own bomb check would raise mid-way with its own message; we check first.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+# Extension -> Pillow format name. Inputs outside this list are refused up front.
+FORMATS = {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF",
+    ".tiff": "TIFF", ".webp": "WEBP", ".gif": "GIF",
+}
+# Formats we write back as themselves; others (GIF's 256-colour palette) become PNG.
+WRITABLE = {"JPEG", "PNG", "BMP", "TIFF", "WEBP"}
+# Chroma threshold (8-bit units of max |Cb|,|Cr| at the 99th percentile) above which an
+# RGB file counts as a colour photo rather than gray stored as RGB.
+COLOR_THRESHOLD = 3.0 / 255
+
+
+@dataclass
+class LoadedImage:
+    """An input reduced to what the colorizer needs."""
+
+    path: Path
+    luma: np.ndarray  # H x W float32 in [0, 1], full resolution (BT.601 Y for colour inputs)
+    alpha: np.ndarray | None  # H x W float32 in [0, 1], kept untouched
+    bits: int  # 8 or 16: the depth to write back
+    mode: str  # Pillow mode as read
+    format: str  # Pillow format as read
+    is_color: bool  # True when the input already had colour
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in FORMATS
+
+
+def output_suffix(path: Path) -> str:
+    """Output extension for an input: the same format when we can write it, else .png."""
+    fmt = FORMATS.get(path.suffix.lower())
+    return path.suffix if fmt in WRITABLE else ".png"
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"not found: {path}")
+    if not path.is_file():
+        raise InputError(f"not a file: {path}")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"cannot read {path}: permission denied")
+    if path.stat().st_size == 0:
+        raise InputError(f"empty file: {path}")
+
+
+def load_image(path: str | os.PathLike[str], max_pixels: int = 178_956_970) -> LoadedImage:
+    """Open an image and reduce it to luminance (+ alpha). Raises ``InputError``."""
+    path = Path(path)
+    _check_readable(path)
+    if not is_supported(path):
+        raise InputError(f"unsupported image format {path.suffix or '(none)'}: {path.name}; "
+                         f"supported: {', '.join(sorted(set(FORMATS)))}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path, formats=sorted(set(FORMATS.values())))
+    except UnidentifiedImageError:
+        raise InputError(f"not a readable image (corrupt or wrong extension): {path}") from None
+    except OSError as e:
+        raise InputError(f"cannot open {path}: {e}") from None
+    with im:
+        w, h = im.size
+        if w * h > max_pixels:
+            raise InputError(f"image too large: {path.name} is {w}x{h} = {w * h / 1e6:.0f} MP "
+                             f"(limit {max_pixels / 1e6:.0f} MP)")
+        if w < 1 or h < 1:
+            raise InputError(f"image has no pixels: {path}")
+        fmt = im.format or "?"
+        try:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+        except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
+            raise InputError(f"corrupt or truncated image: {path.name} ({e})") from None
+        return _reduce(im, path, fmt)
+
+
+def _reduce(im: Image.Image, path: Path, fmt: str) -> LoadedImage:
+    mode = im.mode
+    alpha = None
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        a = np.asarray(im, dtype=np.float64)
+        # Mode I from 16-bit PNGs holds 0..65535; other 32-bit ints are scaled down.
+        top = 65535.0 if a.max(initial=0) <= 65535 else float(a.max())
+        return LoadedImage(path, (a / top).astype(np.float32), None, 16, mode, fmt, False)
+    if mode == "F":
+        a = np.asarray(im, dtype=np.float32)
+        return LoadedImage(path, np.clip(a / max(1.0, float(a.max(initial=1))), 0, 1), None, 16, mode, fmt, False)
+    if mode == "1":
+        im = im.convert("L")
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX", "RGBa", "La", "PA"):
+        im = im.convert("RGBA" if mode in ("RGBa", "La", "PA") else "RGB")
+    m = im.mode
+    if m == "LA":
+        a = np.asarray(im, dtype=np.float32) / 255
+        return LoadedImage(path, a[..., 0].copy(), a[..., 1].copy(), 8, mode, fmt, False)
+    if m == "L":
+        return LoadedImage(path, np.asarray(im, dtype=np.float32) / 255, None, 8, mode, fmt, False)
+    if m in ("RGB", "RGBA"):
+        a = np.asarray(im, dtype=np.float32) / 255
+        if m == "RGBA":
+            alpha = a[..., 3].copy()
+        rgb = a[..., :3]
+        y = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        return LoadedImage(path, np.clip(y, 0, 1), alpha, 8, mode, fmt, _has_color(rgb))
+    raise InputError(f"unsupported image mode {mode}: {path.name}")
+
+
+def _has_color(rgb: np.ndarray) -> bool:
+    step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000)))  # subsample large photos
+    s = rgb[::step, ::step].reshape(-1, 3)
+    cb = -0.168736 * s[:, 0] - 0.331264 * s[:, 1] + 0.5 * s[:, 2]
+    cr = 0.5 * s[:, 0] - 0.418688 * s[:, 1] - 0.081312 * s[:, 2]
+    return float(np.percentile(np.maximum(np.abs(cb), np.abs(cr)), 99)) > COLOR_THRESHOLD
+
+
+def save_image(path: str | os.PathLike[str], rgb: np.ndarray, alpha: np.ndarray | None = None,
+               bits: int = 8, quality: int = 95) -> Path:
+    """Write ``H x W x 3`` RGB in [0, 1] (plus optional alpha) atomically.
+
+    16-bit output is written only to PNG (Pillow cannot write 16-bit RGB, so a minimal
+    PNG encoder is used); other formats get 8 bits. JPEG cannot hold alpha: callers pick
+    the output suffix with ``output_suffix``/``plan_output`` so this does not happen.
+    """
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower(), "PNG")
+    planes = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
+    with atomic_path(path) as tmp:
+        if bits == 16 and fmt == "PNG":
+            _write_png16(tmp, np.round(np.clip(planes, 0, 1) * 65535).astype(">u2"))
+        else:
+            arr = np.round(np.clip(planes, 0, 1) * 255).astype(np.uint8)
+            im = Image.fromarray(arr, "RGB" if alpha is None else "RGBA")
+            if fmt == "JPEG":
+                if alpha is not None:
+                    im = im.convert("RGB")
+                im.save(tmp, "JPEG", quality=quality, subsampling=0)
+            else:
+                im.save(tmp, fmt)
+    return path
+
+
+def _write_png16(path: Path, arr: np.ndarray) -> None:
+    """Minimal 16-bit-per-channel RGB/RGBA PNG encoder (big-endian samples)."""
+    h, w, c = arr.shape
+    color_type = {3: 2, 4: 6}[c]
+    raw = b"".join(b"\x00" + arr[y].tobytes() for y in range(h))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+def read_png16(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode a non-interlaced 16-bit RGB(A) PNG into ``H x W x C`` uint16 (for tests and
+    verification: Pillow reads such files as 8-bit)."""
+    data = Path(path).read_bytes()
+    pos, idat, hdr = 8, b"", None
+    while pos < len(data):
+        n = struct.unpack(">I", data[pos:pos + 4])[0]
+        tag, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        if tag == b"IHDR":
+            hdr = struct.unpack(">IIBBBBB", body)
+        elif tag == b"IDAT":
+            idat += body
+        pos += 12 + n
+    assert hdr is not None and hdr[2] == 16
+    w, h, c = hdr[0], hdr[1], {0: 1, 2: 3, 4: 2, 6: 4}[hdr[3]]
+    raw = zlib.decompress(idat)
+    stride = w * c * 2
+    bpp = c * 2
+    out = bytearray()
+    prev = bytearray(stride)
+    for y in range(h):
+        ft = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            cc = prev[i - bpp] if i >= bpp else 0
+            if ft == 1:
+                line[i] = (line[i] + a) & 255
+            elif ft == 2:
+                line[i] = (line[i] + b) & 255
+            elif ft == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif ft == 4:
+                p = a + b - cc
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - cc)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else cc)) & 255
+        out += line
+        prev = line
+    return np.frombuffer(bytes(out), dtype=">u2").reshape(h, w, c).astype(np.uint16)
