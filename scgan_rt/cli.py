@@ -180,9 +180,10 @@ def _progress() -> Any:
 @app.command("colorize")
 @guarded
 def colorize_cmd(
-    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders (recursive)."),
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders (recursive).", readable=False),
     output: Path = typer.Option(Path("colorized"), "-o", "--output", help="Output folder; the input tree is mirrored."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Weights (.safetensors); default: the bundled model."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Weights (.safetensors); default: the bundled model.",
+                                           readable=False),
     backend: str = typer.Option("auto", "--backend", help="auto|torch|onnxruntime|tensorrt"),
     device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
     batch_size: int = typer.Option(4, "--batch-size", min=1),
@@ -195,7 +196,7 @@ def colorize_cmd(
     """Colorize photos at their original resolution (luminance kept, chroma predicted)."""
     from .backends import open_backend, resolve_device
     from .config import InferConfig
-    from .errors import EXIT_PARTIAL
+    from .errors import EXIT_BAD_INPUT, EXIT_PARTIAL
     from .pipeline import Colorizer, colorize_files, plan_jobs, preflight_output_dir
 
     cfg = InferConfig(size=size, batch_size=batch_size, backend=backend, device=device, skip_color=skip_color,
@@ -224,7 +225,8 @@ def colorize_cmd(
     for path, err in rep.failed:
         console.print(f"[red]failed:[/red] {err}", highlight=False, soft_wrap=True)
     if rep.failed:
-        raise typer.Exit(EXIT_PARTIAL)
+        # Nothing usable at all is a bad-input run; a batch with some failures is partial.
+        raise typer.Exit(EXIT_PARTIAL if rep.done or rep.skipped_existing else EXIT_BAD_INPUT)
 
 
 @app.command("evaluate")
@@ -275,7 +277,171 @@ def evaluate_cmd(
 
 # --- train commands (issue 3) ---
 
+
+@app.command("train")
+@guarded
+def train_cmd(
+    data: Path = typer.Option(..., "--data", help="Colour photos (any depth); for --stage gfn a class-per-folder tree."),
+    out: Path = typer.Option(..., "--out", help="Run directory (last.pt, generator.safetensors, tb/, saliency/)."),
+    stage: str = typer.Option("1", "--stage", help="1 (L1 + attention), 2 (WGAN-GP, needs --init) or gfn."),
+    preset_name: str = typer.Option("scgan", "--preset", help="Model preset (ignored with --init/--resume)."),
+    saliency_dir: Optional[Path] = typer.Option(None, "--saliency-dir", help="Saliency maps mirroring --data as .png; default: computed into OUT/saliency."),
+    paired_input: Optional[Path] = typer.Option(None, "--paired-input", help="Paired mode (§F): input images/.npy matched to --data targets by relative path."),
+    in_channels: int = typer.Option(1, "--in-channels", help="Input channels in paired mode."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Stage-1 generator weights (stage 2)."),
+    gfn_weights: Optional[Path] = typer.Option(None, "--gfn-weights", help="Pretrained GFN (from --stage gfn) loaded by name."),
+    perceptual_weights: Optional[str] = typer.Option(None, "--perceptual-weights", help="ImageNet VGG-16 state dict (default: torch hub cache)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Default: 10 (stage 1), 30 (stage 2)."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    crop: int = typer.Option(256, "--crop", help="Random crop size, a multiple of 256."),
+    load_size: int = typer.Option(0, "--load-size", help="Resize short side to this before cropping (0: only upscale when < crop)."),
+    max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0: no limit)."),
+    max_minutes: float = typer.Option(0.0, "--max-minutes", help="Stop cleanly at this wall-clock budget (0: none)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue OUT/last.pt exactly."),
+    seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(2, "--workers", help="DataLoader worker processes."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
+    amp: bool = typer.Option(False, "--amp", help="bf16 mixed precision (CUDA only)."),
+    no_attention: bool = typer.Option(False, "--no-attention", help="Ablation: no saliency branch, L_A or D_A."),
+    no_gan: bool = typer.Option(False, "--no-gan", help="Ablation: stage 2 without discriminators."),
+    no_perceptual: bool = typer.Option(False, "--no-perceptual", help="Ablation: no VGG perceptual loss."),
+    gan_mode: str = typer.Option("wgangp", "--gan-mode", help="wgangp or lsgan."),
+    no_gfn: bool = typer.Option(False, "--no-gfn", help="Ablation: generator without the global feature network."),
+    no_gfn_pretrain: bool = typer.Option(False, "--no-gfn-pretrain", help="Ablation: ignore --gfn-weights."),
+    pixel_loss: str = typer.Option("l1", "--pixel-loss", help="l1 or l2."),
+    no_noise: bool = typer.Option(False, "--no-input-noise", help="Disable the paper's N(0, 0.005) input noise."),
+    log_every: int = typer.Option(10, "--log-every", help="TensorBoard scalars every N steps."),
+    sample_every: int = typer.Option(200, "--sample-every", help="TensorBoard image grids every N steps."),
+    ckpt_every: int = typer.Option(1000, "--ckpt-every", help="Also checkpoint every N steps (0: epoch ends only)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+) -> None:
+    """Train SCGAN: stage 1, stage 2 (--init), or GFN pretraining; resumable, torchrun-aware."""
+    from .config import TrainConfig, preset
+    from .train.trainer import train
+
+    tcfg = TrainConfig(
+        stage=stage, epochs=epochs if epochs is not None else (30 if stage == "2" else 10), batch_size=batch_size,
+        crop=crop, load_size=load_size, max_steps=max_steps, max_minutes=max_minutes, seed=seed, workers=workers,
+        amp=amp, use_attention=not no_attention, use_gan=not no_gan, use_perceptual=not no_perceptual,
+        gan_mode=gan_mode, pixel_loss=pixel_loss, input_noise_std=0.0 if no_noise else 0.005,
+        log_every=log_every, sample_every=sample_every)
+    mcfg = preset(preset_name, in_channels=in_channels, use_gfn=not no_gfn)
+    result = train(tcfg, mcfg, data, out, saliency_dir=saliency_dir, input_dir=paired_input, init=init,
+                   gfn_weights=None if (no_gfn_pretrain or no_gfn) else gfn_weights,
+                   perceptual_weights=perceptual_weights, resume=resume, device=device, ckpt_every=ckpt_every)
+    if json_out:
+        print_json(result)
+
+
+@app.command("saliency")
+@guarded
+def saliency_cmd(
+    src: Path = typer.Argument(..., help="Folder of colour photos (any depth)."),
+    maps_dir: Path = typer.Option(..., "-o", "--out", help="Maps folder: 8-bit PNGs mirroring SRC; existing maps are reused."),
+    workers: int = typer.Option(2, "--workers", help="Worker processes."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Compute salient-object maps (classical minimum-barrier detector) for training."""
+    from .errors import InputError
+    from .train.saliency import compute_saliency_maps
+
+    r = compute_saliency_maps(src, maps_dir, workers=workers)
+    if r["total"] == 0:
+        raise InputError(f"no images found under {src}")
+    if json_out:
+        print_json(r)
+    else:
+        console.print(f"{r['computed']} maps computed, {r['reused']} reused, {len(r['failed'])} failed -> {maps_dir}")
+
 # --- deployment commands (issue 4) ---
+
+
+@app.command("export")
+@guarded
+def export_cmd(
+    model: Path = typer.Option(..., "--model", help="Generator weights (.safetensors)."),
+    output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write."),
+    size: int = typer.Option(256, "--size", help="Input size (multiple of 256)."),
+    batch: str = typer.Option("dynamic", "--batch", help="'dynamic' or MIN:OPT:MAX (default TensorRT profile)."),
+    fp16: bool = typer.Option(False, "--fp16", help="FP16 graph with float32 I/O (for TensorRT 11)."),
+    with_saliency: bool = typer.Option(False, "--with-saliency", help="Also output the saliency map."),
+) -> None:
+    """Export weights to a single-file ONNX model (SN and BN folded, opset 17, metadata)."""
+    from .export.onnx import export_onnx, sample_gray_images
+
+    photos = sample_gray_images(size)
+    res = export_onnx(model, output, size=size, batch=batch, fp16=fp16, with_saliency=with_saliency,
+                      activation_images=photos if len(photos) else None)
+    out.print(f"wrote {res.path} ({res.precision}, {res.size}px, batch {res.batch}, outputs {', '.join(res.outputs)}; "
+              f"sha256 {res.sha256[:12]})", highlight=False)
+    if res.max_activation is not None:
+        out.print(f"largest FP32 activation on {len(photos)} sample photos: {res.max_activation:.4g} "
+                  f"({res.max_activation_layer}; FP16 max is 65504)", highlight=False)
+
+
+@app.command("build-engine")
+@guarded
+def build_engine_cmd(
+    onnx: Path = typer.Option(..., "--onnx", help="ONNX model from `scgan-rt export`."),
+    output: Path = typer.Option(Path("engines"), "-o", "--output", help="Engine folder (the cache)."),
+    fp16: bool = typer.Option(False, "--fp16", help="FP16 (TRT 10: builder flag; TRT 11: FP16 graph)."),
+    batch: Optional[str] = typer.Option(None, "--batch", help="MIN:OPT:MAX (default: from the ONNX, else 1:4:8)."),
+    size: Optional[int] = typer.Option(None, "--size", help="Input size (default: the ONNX's)."),
+    workspace: float = typer.Option(4.0, "--workspace", help="Builder workspace limit in GiB."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file (read + updated)."),
+) -> None:
+    """Build a TensorRT engine (JSON header + plan) for this GPU and TensorRT version."""
+    from .export.tensorrt import build_engine
+
+    path = build_engine(onnx, out_dir=output, fp16=fp16, batch=batch, size=size, workspace_gib=workspace,
+                        timing_cache=timing_cache)
+    out.print(f"engine: {path}", highlight=False)
+
+
+@app.command("benchmark")
+@guarded
+def benchmark_cmd(
+    backend: str = typer.Option("auto", "--backend",
+                                help="auto|torch|onnxruntime|tensorrt, or a comma list (each in its own process)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Weights (.safetensors); default: bundled model."),
+    preset_name: Optional[str] = typer.Option(None, "--preset", help="Random-init model of this preset instead."),
+    batch: int = typer.Option(1, "--batch", min=1),
+    size: int = typer.Option(256, "--size"),
+    device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
+    iters: int = typer.Option(20, "--iters", min=1, help="Timed calls (after warm-up)."),
+    max_seconds: float = typer.Option(20.0, "--max-seconds", help="Stop timing after this long (>= 3 calls)."),
+    json_out: bool = typer.Option(False, "--json", help="JSON: fps, latency_ms_p50, latency_ms_p95, peak_rss_mb."),
+) -> None:
+    """Model-only speed: frames/s, latency p50/p95 and peak RSS per backend (same weights)."""
+    import tempfile
+
+    from .errors import UsageError
+    from .export.benchmark import preset_weights, run_benchmark, run_isolated
+
+    if model is not None and preset_name is not None:
+        raise UsageError("pass --model or --preset, not both")
+    names = [b.strip() for b in backend.split(",") if b.strip()]
+    with tempfile.TemporaryDirectory(prefix="scgan-bench-") as td:
+        weights = preset_weights(preset_name, td) if preset_name else _weights_or_default(model)
+        if len(names) == 1:
+            results = [run_benchmark(names[0], weights, batch=batch, size=size, device=device, iters=iters,
+                                     max_seconds=max_seconds)]
+        else:
+            results = [run_isolated(n, weights, batch, size, device, iters, max_seconds) for n in names]
+    label = preset_name or Path(str(weights)).name
+    for r in results:
+        r["model"] = label
+    if json_out:
+        print_json(results[0] if len(results) == 1 else results)
+        return
+    out.print(f"{'backend':<14}{'device':<8}{'batch':>6}{'fps':>9}{'p50 ms':>10}{'p95 ms':>10}{'RSS MB':>9}  model")
+    for r in results:
+        out.print(f"{r['backend']:<14}{r['device']:<8}{r['batch']:>6}{r['fps']:>9.2f}{r['latency_ms_p50']:>10.1f}"
+                  f"{r['latency_ms_p95']:>10.1f}{r['peak_rss_mb']:>9.0f}  {label}", highlight=False)
+    if len(results) > 1:
+        base = results[0]["fps"]
+        for r in results[1:]:
+            out.print(f"{r['backend']} / {results[0]['backend']}: {r['fps'] / base:.2f}x", highlight=False)
 
 
 def main() -> None:

@@ -59,7 +59,12 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLi
         if not p.exists():
             raise InputError(f"not found: {p}")
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and is_supported(f))
+            try:
+                files = sorted(f for f in p.rglob("*") if f.is_file() and is_supported(f))
+            except OSError as e:
+                raise InputError(f"cannot read folder {p}: {e.strerror or e}") from None
+            if not files:
+                raise InputError(f"no supported images under {p}")
             base = p
             # Never descend into our own output folder when it sits inside the input tree.
             files = [f for f in files if not _is_within(f, out)]

@@ -77,10 +77,10 @@ def save_weights(path: str | os.PathLike[str], gen: Generator, provenance: dict[
 def _sniff(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(16)
+    if head[:4] == b"PK\x03\x04":
+        return "torch-zip"
     if len(head) >= 9 and head[8:9] == b"{":
         return "safetensors"
-    if head[:2] == b"PK":
-        return "torch-zip"
     if head[:1] == b"\x80":
         return "pickle"
     return "unknown"
@@ -110,7 +110,9 @@ def read_weights(path: str | os.PathLike[str]) -> LoadedWeights:
         cfg = ModelConfig.from_json(meta["config"])
     elif kind in ("torch-zip", "pickle"):
         try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)
+            # A file object, not a path: newer torch guesses formats from the extension.
+            with open(p, "rb") as fh:
+                obj = torch.load(fh, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
             raise ModelError(f"refusing to load {p.name}: not a plain weights file (it contains pickled code)") from None
         except Exception as e:

@@ -1,0 +1,48 @@
+import numpy as np
+import torch
+
+from scgan_rt.color import (chroma_from_prediction, colorfulness, merge_luminance, rgb_to_gray, rgb_to_ycbcr,
+                            to_network, ycbcr_to_rgb)
+
+
+def test_ycbcr_round_trip_and_bt601_luma():
+    x = torch.rand(2, 3, 17, 23, dtype=torch.float64)
+    torch.testing.assert_close(ycbcr_to_rgb(rgb_to_ycbcr(x)), x)
+    torch.testing.assert_close(rgb_to_ycbcr(x)[:, :1], rgb_to_gray(x))
+    # JPEG/JFIF constants.
+    assert abs(float(ycbcr_to_rgb(torch.tensor([0.5, 0.0, 0.5]).view(1, 3, 1, 1))[0, 0]) - (0.5 + 1.402 * 0.5)) < 1e-6
+
+
+def test_merge_keeps_full_resolution_luminance_even_out_of_gamut():
+    torch.manual_seed(0)
+    y = torch.rand(1, 1, 301, 457)
+    cbcr = (torch.rand(1, 2, 256, 256) - 0.5) * 1.2  # deliberately strong chroma
+    rgb = merge_luminance(y, cbcr)
+    assert rgb.shape == (1, 3, 301, 457)
+    assert rgb.min() >= 0 and rgb.max() <= 1
+    assert (rgb_to_gray(rgb) - y).abs().max() < 1e-5
+    # Chroma survives where it fits in gamut.
+    assert colorfulness(rgb * 255)[0] > 20
+
+
+def test_prediction_chroma_reproduces_colour_photo_chroma():
+    rgb = torch.rand(1, 3, 64, 64)
+    pred = rgb * 2 - 1
+    out = merge_luminance(rgb_to_gray(rgb), chroma_from_prediction(pred))
+    torch.testing.assert_close(out, rgb, atol=1e-5, rtol=0)
+
+
+def test_to_network_range_and_size():
+    g = torch.rand(1, 1, 300, 500)
+    x = to_network(g, 256)
+    assert x.shape == (1, 1, 256, 256) and x.min() >= -1 and x.max() <= 1
+
+
+def test_colorfulness_matches_hasler_susstrunk_by_hand():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, size=(32, 48, 3)).astype(np.float64)
+    rg = img[..., 0] - img[..., 1]
+    yb = 0.5 * (img[..., 0] + img[..., 1]) - img[..., 2]
+    m = np.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2)
+    got = float(colorfulness(torch.from_numpy(img).permute(2, 0, 1)[None])[0])
+    assert abs(got - m) < 1e-9
