@@ -73,7 +73,8 @@ class _Spinner:
     def _run(self) -> None:
         t0, i = time.monotonic(), 0
         while not self._stop.wait(0.5):
-            print(f"\r{'|/-\\'[i % 4]} {self.text} {time.monotonic() - t0:.0f}s", end="", file=self.stream, flush=True)
+            ch = "|/-\\"[i % 4]
+            print(f"\r{ch} {self.text} {time.monotonic() - t0:.0f}s", end="", file=self.stream, flush=True)
             i += 1
 
     def __enter__(self) -> "_Spinner":

@@ -180,7 +180,7 @@ def _progress() -> Any:
 @app.command("colorize")
 @guarded
 def colorize_cmd(
-    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders (recursive).", readable=False),
+    inputs: list[Path] = typer.Argument(..., help="Image/video files and/or folders (recursive).", readable=False),
     output: Path = typer.Option(Path("colorized"), "-o", "--output", help="Output folder; the input tree is mirrored."),
     model: Optional[Path] = typer.Option(None, "--model", help="Weights (.safetensors); default: the bundled model.",
                                            readable=False),
@@ -193,7 +193,7 @@ def colorize_cmd(
     skip_color: bool = typer.Option(False, "--skip-color", help="Skip inputs that already have colour."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
-    """Colorize photos at their original resolution (luminance kept, chroma predicted)."""
+    """Colorize photos and videos at their original resolution (luminance kept, chroma predicted)."""
     from .backends import open_backend, resolve_device
     from .config import InferConfig
     from .errors import EXIT_BAD_INPUT, EXIT_PARTIAL
@@ -213,15 +213,20 @@ def colorize_cmd(
             dt = __import__("time").perf_counter() - t0
             prog.update(task, completed=done, rate=f"{done / dt:.2f} img/s" if dt > 0 else "")
 
+        def on_frame(done: int, total: int) -> None:
+            prog.update(task, description=f"colorizing (video frame {done}/{total or '?'})")
+
         rep = colorize_files(jobs, colorizer, batch_size=cfg.batch_size, overwrite=cfg.overwrite,
                              skip_color=cfg.skip_color, save_saliency=cfg.save_saliency,
-                             max_pixels=cfg.max_pixels, on_progress=on_progress)
+                             max_pixels=cfg.max_pixels, on_progress=on_progress, on_frame=on_frame)
     if json_out:
         print_json(rep.as_dict())
     else:
         out.print(f"{len(rep.done)} colorized -> {output} ({rep.images_per_s:.2f} img/s, backend {rep.backend}); "
                   f"{len(rep.skipped_existing)} already done, {len(rep.skipped_color)} colour skipped, "
                   f"{len(rep.failed)} failed", highlight=False)
+    for w in rep.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
     for path, err in rep.failed:
         console.print(f"[red]failed:[/red] {err}", highlight=False, soft_wrap=True)
     if rep.failed:

@@ -59,7 +59,7 @@ def output_suffix(path: Path) -> str:
     return path.suffix if fmt in WRITABLE else ".png"
 
 
-def _check_readable(path: Path) -> None:
+def check_readable(path: Path) -> None:
     if not path.exists():
         raise InputError(f"not found: {path}")
     if not path.is_file():
@@ -73,7 +73,7 @@ def _check_readable(path: Path) -> None:
 def load_image(path: str | os.PathLike[str], max_pixels: int = 178_956_970) -> LoadedImage:
     """Open an image and reduce it to luminance (+ alpha). Raises ``InputError``."""
     path = Path(path)
-    _check_readable(path)
+    check_readable(path)
     if not is_supported(path):
         raise InputError(f"unsupported image format {path.suffix or '(none)'}: {path.name}; "
                          f"supported: {', '.join(sorted(set(FORMATS)))}")

@@ -17,6 +17,7 @@ from .backends import Backend
 from .color import chroma_from_prediction, merge_luminance, to_network
 from .errors import InputError, ResourceError, ScganError, UsageError
 from .images import LoadedImage, is_supported, load_image, output_suffix, save_image
+from .video import colorize_video, is_video, video_output_suffix
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Report:
     skipped_existing: list[str] = field(default_factory=list)
     skipped_color: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    frames: int = 0
     seconds: float = 0.0
     backend: str = ""
 
@@ -44,7 +47,7 @@ class Report:
             "total": self.total, "done": len(self.done), "skipped_existing": len(self.skipped_existing),
             "skipped_color": len(self.skipped_color), "failed": [{"path": p, "error": e} for p, e in self.failed],
             "seconds": round(self.seconds, 3), "images_per_s": round(self.images_per_s, 3), "backend": self.backend,
-            "outputs": self.done,
+            "outputs": self.done, "video_frames": self.frames, "warnings": self.warnings,
         }
 
 
@@ -60,24 +63,27 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLi
             raise InputError(f"not found: {p}")
         if p.is_dir():
             try:
-                files = sorted(f for f in p.rglob("*") if f.is_file() and is_supported(f))
+                files = sorted(f for f in p.rglob("*") if f.is_file() and (is_supported(f) or is_video(f)))
             except OSError as e:
                 raise InputError(f"cannot read folder {p}: {e.strerror or e}") from None
             if not files:
-                raise InputError(f"no supported images under {p}")
+                raise InputError(f"no supported images or videos under {p}")
             base = p
             # Never descend into our own output folder when it sits inside the input tree.
             files = [f for f in files if not _is_within(f, out)]
             for f in files:
                 rel = f.relative_to(base)
-                jobs.append(Job(f, (out / p.name / rel).with_suffix(output_suffix(f)) if len(inputs) > 1
-                                else (out / rel).with_suffix(output_suffix(f))))
+                jobs.append(Job(f, ((out / p.name / rel) if len(inputs) > 1 else (out / rel)).with_suffix(_suffix(f))))
         else:
-            jobs.append(Job(p, (out / p.name).with_suffix(output_suffix(p))))
+            jobs.append(Job(p, (out / p.name).with_suffix(_suffix(p))))
     for j in jobs:
         if j.dst.resolve() == j.src.resolve():
             raise UsageError(f"output would overwrite input: {j.src}")
     return jobs
+
+
+def _suffix(path: Path) -> str:
+    return video_output_suffix(path) if is_video(path) else output_suffix(path)
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -131,7 +137,8 @@ class Colorizer:
 
 def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, batch_size: int = 4, overwrite: bool = False,
                    skip_color: bool = False, save_saliency: bool = False, max_pixels: int = 178_956_970,
-                   on_progress: Callable[[int, int], None] | None = None) -> Report:
+                   on_progress: Callable[[int, int], None] | None = None,
+                   on_frame: Callable[[int, int], None] | None = None) -> Report:
     """Colorize every job; bad files are recorded in the report and the run continues."""
     rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
     t0 = time.perf_counter()
@@ -164,6 +171,18 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, *, batch_size: int
     for job in jobs:
         if job.dst.exists() and not overwrite:
             rep.skipped_existing.append(str(job.src))
+            tick()
+            continue
+        if is_video(job.src):
+            flush()  # keep photo batches and videos from interleaving their outputs
+            try:
+                v = colorize_video(job.src, job.dst, colorizer.colorize, batch_size=batch_size, max_pixels=max_pixels,
+                                   on_frame=on_frame)
+                rep.done.append(str(job.dst))
+                rep.frames += v.frames_out
+                rep.warnings += [f"{job.src.name}: {w}" for w in v.warnings]
+            except InputError as e:
+                rep.failed.append((str(job.src), str(e)))
             tick()
             continue
         try:

@@ -137,7 +137,7 @@ def import_tensorrt():
     try:
         import tensorrt as trt  # type: ignore[import-not-found]
     except ImportError:
-        raise ResourceError("TensorRT is not installed (pip install 'scgan-rt[tensorrt]' on a CUDA machine)") from None
+        raise ResourceError("TensorRT is not installed (on a CUDA machine: pip install tensorrt pycuda)") from None
     return trt
 
 

@@ -133,7 +133,10 @@ def _train(tcfg: TrainConfig, mcfg: ModelConfig, data: Path, out: Path, saliency
 
         stage = ColorizationStage(tcfg, mcfg, device, dist, perceptual_weights)
         if init_w is not None:
-            load_state_strict(stage.gen, init_w.state_dict, init_w.path.name)
+            sd = init_w.state_dict
+            if stage.gen.saliency is None:  # "w/o attention" from an attention stage 1: drop that branch
+                sd = {k: v for k, v in sd.items() if not k.startswith("saliency.")}
+            load_state_strict(stage.gen, sd, init_w.path.name)
             console.print(f"generator initialised from {init_w.path.name}")
         elif gfn_weights is not None and ckpt is None:
             from .gfn import load_gfn_weights

@@ -1,4 +1,4 @@
-"""Shared fixtures for the training tests: tiny models and real photo folders."""
+"""Shared helpers for the training tests (no tests here): tiny models and real photo folders."""
 from __future__ import annotations
 
 from pathlib import Path

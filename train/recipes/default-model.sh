@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Reproduces the bundled default model (scgan-lite) end to end on a CPU.
+#
+#   bash train/recipes/default-model.sh [PHOTOS_DIR] [RUN_DIR] [STAGE1_MINUTES] [STAGE2_MINUTES]
+#
+# PHOTOS_DIR defaults to ../shared/data/photos/train_512 (207 real photos; licenses in its
+# MANIFEST.md). The 25 photos listed in default_val_split.txt are held out for validation.
+# No ImageNet weights exist offline, so this is the paper's recipe with two Table II
+# ablations: no perceptual loss and no GFN pretraining. Seeded; wall-clock budgets
+# (--max-minutes) stop each stage cleanly, so the result depends on the machine's speed.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+photos="${1:-$here/../../../shared/data/photos/train_512}"
+run="${2:-runs/default}"
+m1="${3:-60}"
+m2="${4:-50}"
+mkdir -p "$run/data/train" "$run/data/val"
+for f in "$photos"/*; do
+  name="$(basename "$f")"
+  if grep -qx "$name" "$here/default_val_split.txt"; then dst="$run/data/val"; else dst="$run/data/train"; fi
+  [ -e "$dst/$name" ] || ln -s "$(cd "$(dirname "$f")" && pwd)/$name" "$dst/$name"
+done
+echo "train: $(ls "$run/data/train" | wc -l) photos, val: $(ls "$run/data/val" | wc -l) photos"
+
+scgan-rt saliency "$run/data/train" -o "$run/saliency"
+
+common=(--data "$run/data/train" --saliency-dir "$run/saliency" --preset scgan-lite --no-perceptual
+        --batch-size 4 --crop 256 --seed 0 --workers 1 --sample-every 100 --epochs 1000)
+scgan-rt train --stage 1 --out "$run/stage1" --max-minutes "$m1" "${common[@]}" --json | tee "$run/stage1.json"
+scgan-rt train --stage 2 --init "$run/stage1/generator.safetensors" --out "$run/stage2" \
+  --max-minutes "$m2" "${common[@]}" --json | tee "$run/stage2.json"
+
+scgan-rt evaluate "$run/data/val" --model "$run/stage1/generator.safetensors" --json > "$run/eval_stage1.json"
+scgan-rt evaluate "$run/data/val" --model "$run/stage2/generator.safetensors" --json > "$run/eval_stage2.json"
+cat "$run/eval_stage1.json" "$run/eval_stage2.json"
