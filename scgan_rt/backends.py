@@ -300,6 +300,8 @@ def open_backend(name: str, weights: str | Path, device: str = "auto", with_sali
             continue  # torch needs weights, not an ONNX graph
         try:
             return _open_choice(c.name, weights, with_saliency)
+        except ModelError:
+            raise  # broken weights are broken on every backend: report them, don't fall through
         except (ScganError, ImportError, RuntimeError) as e:
             last = e
             warnings.warn(f"backend {c.name} failed ({e}); trying the next one", stacklevel=2)
