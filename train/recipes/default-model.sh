@@ -6,7 +6,9 @@
 # PHOTOS_DIR defaults to ../shared/data/photos/train_512 (207 real photos; licenses in its
 # MANIFEST.md). The 25 photos listed in default_val_split.txt are held out for validation.
 # No ImageNet weights exist offline, so this is the paper's recipe with two Table II
-# ablations: no perceptual loss and no GFN pretraining. Seeded; wall-clock budgets
+# ablations: no perceptual loss and no GFN pretraining. Photos are rescaled so the short
+# side is 288 before the random 256 crop (the paper trains on ~256 px ImageNet images; crops
+# of the up-to-2268 px originals would show texture patches, not scenes). Seeded; wall-clock budgets
 # (--max-minutes) stop each stage cleanly, so the result depends on the machine's speed.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -25,7 +27,7 @@ echo "train: $(ls "$run/data/train" | wc -l) photos, val: $(ls "$run/data/val" |
 scgan-rt saliency "$run/data/train" -o "$run/saliency"
 
 common=(--data "$run/data/train" --saliency-dir "$run/saliency" --preset scgan-lite --no-perceptual
-        --batch-size 4 --crop 256 --seed 0 --workers 1 --sample-every 100 --epochs 1000)
+        --batch-size 4 --crop 256 --load-size 288 --seed 0 --workers 1 --sample-every 100 --epochs 1000)
 scgan-rt train --stage 1 --out "$run/stage1" --max-minutes "$m1" "${common[@]}" --json | tee "$run/stage1.json"
 scgan-rt train --stage 2 --init "$run/stage1/generator.safetensors" --out "$run/stage2" \
   --max-minutes "$m2" "${common[@]}" --json | tee "$run/stage2.json"
