@@ -435,5 +435,6 @@ def parity(weights: str | os.PathLike[str], onnx_path: str | os.PathLike[str], g
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 2.0) -> float:
     """PSNR in dB; default peak 2 for [-1, 1] tensors (same as [0, 1] images after x/2+.5)."""
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(peak * peak / mse)
+    from scgan_rt.metrics import psnr as _psnr
+
+    return _psnr(np.asarray(a), np.asarray(b), data_range=peak)
