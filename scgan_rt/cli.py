@@ -157,13 +157,15 @@ def model_info_cmd(
     gen, w = load_generator(weights)
     d = describe(w)
     d["parameters"] = count_parameters(gen)
-    d["gflops_per_frame"] = round(gflops_per_frame(gen, size, w.config.in_channels), 3)
+    d["gflops_per_frame"] = round(gflops_per_frame(gen, size, w.config.in_channels, with_saliency=False), 3)
+    d["gflops_per_frame_with_saliency"] = round(gflops_per_frame(gen, size, w.config.in_channels), 3)
     d["size"] = size
     if json_out:
         print_json(d)
         return
     out.print(f"[bold]{w.path.name}[/bold]  preset {d['preset']}  width {w.config.width}")
-    out.print(f"parameters: {d['parameters']:,}   GFLOPs/frame @ {size}: {d['gflops_per_frame']}")
+    out.print(f"parameters: {d['parameters']:,}   GFLOPs/frame @ {size}: {d['gflops_per_frame']} "
+              f"({d['gflops_per_frame_with_saliency']} with the saliency branch)")
     out.print(f"sha256: {d['sha256']}   created: {d['created']}   scgan-rt {d['scgan_rt_version']}")
     out.print(f"provenance: {json.dumps(d['provenance'], sort_keys=True)}", highlight=False)
 

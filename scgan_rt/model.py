@@ -220,8 +220,9 @@ def fold_for_inference(model: nn.Module) -> nn.Module:
     return model
 
 
-def gflops_per_frame(model: nn.Module, size: int = 256, in_channels: int = 1) -> float:
-    """Multiply-adds x 2 of the conv layers for one ``size`` x ``size`` frame."""
+def gflops_per_frame(model: nn.Module, size: int = 256, in_channels: int = 1, with_saliency: bool = True) -> float:
+    """Multiply-adds x 2 of the conv layers for one ``size`` x ``size`` frame. Colorizing
+    does not need the saliency branch (``with_saliency=False``); training always runs it."""
     macs = 0
 
     def hook(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -234,7 +235,8 @@ def gflops_per_frame(model: nn.Module, size: int = 256, in_channels: int = 1) ->
     model.eval()
     try:
         with torch.no_grad():
-            model(torch.zeros(1, in_channels, size, size))
+            x = torch.zeros(1, in_channels, size, size)
+            model(x, with_saliency=with_saliency) if isinstance(model, Generator) else model(x)
     finally:
         for h in hs:
             h.remove()
