@@ -56,3 +56,19 @@ def runner():
     from typer.testing import CliRunner
 
     return CliRunner()
+
+
+def make_png_bomb(path: Path) -> Path:
+    """A valid 1x1 PNG whose header claims 100000 x 100000 pixels (10 GP)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.new("L", (1, 1)).save(path)
+    raw = bytearray(path.read_bytes())
+    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    raw[16:29] = ihdr
+    raw[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    path.write_bytes(bytes(raw))
+    return path

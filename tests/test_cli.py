@@ -2,8 +2,6 @@
 case of the foundation issue (one-line error, documented exit code, nothing lost)."""
 import json
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +13,7 @@ from scgan_rt.cli import app
 from scgan_rt.errors import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_PARTIAL, EXIT_RESOURCE, EXIT_USAGE
 from scgan_rt.images import read_png16
 
-from conftest import TINY, sha
+from conftest import TINY, make_png_bomb, sha
 
 
 def _luma(a):
@@ -92,15 +90,6 @@ def test_rgba_alpha_and_16bit_preserved(runner, tiny_weights, tmp_path, photos_d
     assert np.abs(lum - np.asarray(im, dtype=np.float64) * 257).max() <= 2.0  # 16-bit rounding
 
 
-def _bomb(p):
-    Image.new("L", (1, 1)).save(p)
-    raw = bytearray(p.read_bytes())
-    ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
-    raw[16:29] = ihdr
-    raw[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
-    p.write_bytes(bytes(raw))
-
-
 @pytest.mark.parametrize("case", ["truncated_jpeg", "text_as_jpg", "zero_byte", "bomb"])
 def test_bad_single_input(runner, tiny_weights, tmp_path, photos_dir, case):
     p = tmp_path / ("x.png" if case == "bomb" else "x.jpg")
@@ -112,7 +101,7 @@ def test_bad_single_input(runner, tiny_weights, tmp_path, photos_dir, case):
     elif case == "zero_byte":
         p.write_bytes(b"")
     else:
-        _bomb(p)
+        make_png_bomb(p)
     before = p.read_bytes()
     out = tmp_path / "out"
     r = runner.invoke(app, ["colorize", str(p), "-o", str(out), "--model", str(tiny_weights)])

@@ -8,6 +8,8 @@ from PIL import Image
 from scgan_rt.errors import InputError
 from scgan_rt.images import load_image, read_png16, save_image
 
+from conftest import make_png_bomb
+
 
 @pytest.fixture
 def photo(photos_dir):
@@ -73,14 +75,7 @@ def test_bad_inputs_raise_input_error(tmp_path, photos_dir, case):
     elif case == "empty":
         p.write_bytes(b"")
     elif case == "bomb":
-        p = tmp_path / "bomb.png"
-        Image.new("L", (1, 1)).save(p)
-        raw = bytearray(p.read_bytes())
-        import struct, zlib
-        ihdr = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
-        raw[16:29] = ihdr
-        raw[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
-        p.write_bytes(bytes(raw))
+        p = make_png_bomb(tmp_path / "bomb.png")
     elif case == "missing":
         p = tmp_path / "nope.jpg"
     elif case == "unsupported":
