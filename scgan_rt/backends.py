@@ -196,6 +196,10 @@ class OnnxRuntimeBackend:
         so.intra_op_num_threads = self.threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
+        if os.environ.get("SCGAN_ORT_SPIN", "0") != "1":
+            # Idle ORT threads otherwise spin after each run and steal the cores the
+            # full-resolution merge and the image/video codecs need between batches.
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if self.device == "cuda":
             providers: list[Any] = [("CUDAExecutionProvider", {"device_id": self._device_id,
                                                                 "cudnn_conv_algo_search": "EXHAUSTIVE"}),
