@@ -30,6 +30,10 @@ def atomic_path(dst: str | os.PathLike[str]) -> Iterator[Path]:
         raise ResourceError(f"cannot write to {dst.parent}: {e.strerror or e}") from None
     os.close(fd)
     tmp_path = Path(tmp)
+    # mkstemp creates 0600; give the result the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         os.replace(tmp_path, dst)

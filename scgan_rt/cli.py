@@ -224,7 +224,8 @@ def colorize_cmd(
     if json_out:
         print_json(rep.as_dict())
     else:
-        out.print(f"{len(rep.done)} colorized -> {output} ({rep.images_per_s:.2f} img/s, backend {rep.backend}); "
+        frames = f", {rep.frames} video frames" if rep.frames else ""
+        out.print(f"{len(rep.done)} colorized -> {output} ({rep.images_per_s:.2f} files/s{frames}, backend {rep.backend}); "
                   f"{len(rep.skipped_existing)} already done, {len(rep.skipped_color)} colour skipped, "
                   f"{len(rep.failed)} failed", highlight=False)
     for w in rep.warnings:

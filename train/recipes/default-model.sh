@@ -35,3 +35,7 @@ scgan-rt train --stage 2 --init "$run/stage1/generator.safetensors" --out "$run/
 scgan-rt evaluate "$run/data/val" --model "$run/stage1/generator.safetensors" --json > "$run/eval_stage1.json"
 scgan-rt evaluate "$run/data/val" --model "$run/stage2/generator.safetensors" --json > "$run/eval_stage2.json"
 cat "$run/eval_stage1.json" "$run/eval_stage2.json"
+
+# Ship stage 2 (the full recipe) in FP16 with its provenance, and redraw the README picture.
+python "$here/package_default.py" "$run" --stage 2
+python "$here/readme_grid.py" "$run/data/val" docs/default_model_grid.jpg --rows 6
