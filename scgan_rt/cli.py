@@ -317,6 +317,7 @@ def train_cmd(
     no_gfn: bool = typer.Option(False, "--no-gfn", help="Ablation: generator without the global feature network."),
     no_gfn_pretrain: bool = typer.Option(False, "--no-gfn-pretrain", help="Ablation: ignore --gfn-weights."),
     pixel_loss: str = typer.Option("l1", "--pixel-loss", help="l1 or l2."),
+    d_norm: str = typer.Option("", "--d-norm", help="Critic normalisation: bn (paper), in or none; default: the preset's."),
     no_noise: bool = typer.Option(False, "--no-input-noise", help="Disable the paper's N(0, 0.005) input noise."),
     log_every: int = typer.Option(10, "--log-every", help="TensorBoard scalars every N steps."),
     sample_every: int = typer.Option(200, "--sample-every", help="TensorBoard image grids every N steps."),
@@ -331,7 +332,7 @@ def train_cmd(
         stage=stage, epochs=epochs if epochs is not None else (30 if stage == "2" else 10), batch_size=batch_size,
         crop=crop, load_size=load_size, max_steps=max_steps, max_minutes=max_minutes, seed=seed, workers=workers,
         amp=amp, use_attention=not no_attention, use_gan=not no_gan, use_perceptual=not no_perceptual,
-        gan_mode=gan_mode, pixel_loss=pixel_loss, input_noise_std=0.0 if no_noise else 0.005,
+        gan_mode=gan_mode, pixel_loss=pixel_loss, d_norm=d_norm, input_noise_std=0.0 if no_noise else 0.005,
         log_every=log_every, sample_every=sample_every)
     mcfg = preset(preset_name, in_channels=in_channels, use_gfn=not no_gfn)
     result = train(tcfg, mcfg, data, out, saliency_dir=saliency_dir, input_dir=paired_input, init=init,

@@ -99,6 +99,9 @@ class TrainConfig:
     lambda_gp: float = 10.0
     input_noise_std: float = 0.005  # paper §IV-A; absent from the authors' code
     gan_mode: str = "wgangp"  # or "lsgan" (Table II ablation)
+    # Critic normalisation override ("" keeps the model config's; paper: "bn"). The
+    # critics are built fresh in stage 2, so this can differ from stage 1's config.
+    d_norm: str = ""
     pixel_loss: str = "l1"  # or "l2" (Table II ablation)
     use_perceptual: bool = True
     min_colorfulness: float = 10.0  # photos below this are treated as gray and skipped

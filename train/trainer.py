@@ -98,6 +98,8 @@ def _train(tcfg: TrainConfig, mcfg: ModelConfig, data: Path, out: Path, saliency
             raise UsageError("--stage 2 needs --init STAGE1_WEIGHTS (the generator trained by --stage 1)")
         init_w = read_weights(init)
         mcfg = init_w.config  # the architecture comes with the weights
+    if tcfg.d_norm:
+        mcfg = dataclasses.replace(mcfg, d_norm=tcfg.d_norm)
     if not tcfg.use_attention:
         mcfg = dataclasses.replace(mcfg, use_saliency=False)
     mcfg = mcfg.validate()
