@@ -14,6 +14,8 @@ from scgan_rt.export.onnx import (FP16_MAX, export_onnx, get_metadata, load_onnx
 from scgan_rt.model import InferenceGenerator, build_generator, fold_for_inference
 from scgan_rt.weights import load_generator, save_weights, sha256_file
 
+from conftest import realistic_weights
+
 pytest.importorskip("skimage")
 
 
@@ -22,22 +24,6 @@ def photos() -> np.ndarray:
     imgs = sample_gray_images(256, limit=3)
     assert imgs.shape == (3, 1, 256, 256) and imgs.std() > 0.1
     return imgs
-
-
-def realistic_weights(path, photos: np.ndarray, cfg: ModelConfig, seed: int = 0):
-    """Random-init BN running stats are mean 0 / var 1, which makes every activation decay
-    towards 0 and any FP16 comparison trivially pass. Give BN real statistics by running
-    the photos through in train mode (cumulative average), like a trained model has."""
-    g = build_generator(cfg, seed=seed)
-    for m in g.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    g.train()
-    with torch.no_grad():
-        g(torch.from_numpy(photos))
-        g(torch.from_numpy(np.flip(photos, -1).copy()))
-    g.eval()
-    return save_weights(path, g, {"summary": "test: random init, BN calibrated on photos"})
 
 
 @pytest.fixture(scope="module")

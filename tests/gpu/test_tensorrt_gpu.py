@@ -11,21 +11,13 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
 
 
 @pytest.fixture(scope="module")
-def lite(tmp_path_factory):
+def lite(tmp_path_factory, make_realistic_weights):
     from scgan_rt.config import preset
     from scgan_rt.export.onnx import sample_gray_images
-    from scgan_rt.model import build_generator
-    from scgan_rt.weights import save_weights
 
     photos = sample_gray_images(256, limit=4)
-    g = build_generator(preset("scgan-lite"), seed=0)
-    for m in g.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = None
-    g.train()
-    with torch.no_grad():
-        g(torch.from_numpy(photos))
-    return save_weights(tmp_path_factory.mktemp("w") / "lite.safetensors", g.eval()), photos
+    path = make_realistic_weights(tmp_path_factory.mktemp("w") / "lite.safetensors", photos, preset("scgan-lite"))
+    return path, photos
 
 
 @pytest.mark.parametrize("fp16", [False, True])
