@@ -183,51 +183,72 @@ def _progress() -> Any:
 @guarded
 def colorize_cmd(
     inputs: list[Path] = typer.Argument(..., help="Image/video files and/or folders (recursive).", readable=False),
-    output: Path = typer.Option(Path("colorized"), "-o", "--output", help="Output folder; the input tree is mirrored."),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="A file path for a single input, otherwise a folder mirroring the inputs. "
+        "Default: beside each input as NAME_colorized.EXT (a folder F goes to F_colorized/)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Weights (.safetensors); default: the bundled model.",
                                            readable=False),
     backend: str = typer.Option("auto", "--backend", help="auto|torch|onnxruntime|tensorrt"),
     device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
     batch_size: int = typer.Option(4, "--batch-size", min=1),
     size: int = typer.Option(256, "--size", help="Network input size (multiple of 256)."),
-    save_saliency: bool = typer.Option(False, "--save-saliency", help="Also write NAME_saliency.png."),
+    save_saliency: bool = typer.Option(False, "--save-saliency", help="Also write NAME_saliency.png (photos)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
-    skip_color: bool = typer.Option(False, "--skip-color", help="Skip inputs that already have colour."),
+    skip_color: bool = typer.Option(False, "--skip-color", help="Skip photos that already have colour."),
+    force: bool = typer.Option(False, "--force", help="Recolorize videos that already have colour (skipped by default)."),
+    codec: str = typer.Option("libx264", "--codec", help="Video encoder (libx264, libx265, libvpx-vp9, ...)."),
+    crf: int = typer.Option(18, "--crf", help="Video quality (constant rate factor; lower is better)."),
+    preset: str = typer.Option("medium", "--preset", help="x264/x265 speed preset (ultrafast ... veryslow)."),
+    temporal_strength: float = typer.Option(
+        0.7, "--temporal-strength", help="Video chroma smoothing over time in [0, 1); 0 turns it off."),
+    preview: int = typer.Option(0, "--preview", help="Only write N evenly spaced colorized frames per video as PNG."),
+    compare: bool = typer.Option(False, "--compare", help="Write videos as gray | colour side by side (NAME_compare)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Colorize photos and videos at their original resolution (luminance kept, chroma predicted)."""
+    import time
+
     from .backends import open_backend, resolve_device
     from .config import InferConfig
     from .errors import EXIT_BAD_INPUT, EXIT_PARTIAL
-    from .pipeline import Colorizer, colorize_files, plan_jobs, preflight_output_dir
+    from .pipeline import Colorizer, colorize_files, plan_jobs, preflight_outputs
 
     cfg = InferConfig(size=size, batch_size=batch_size, backend=backend, device=device, skip_color=skip_color,
-                      save_saliency=save_saliency, overwrite=overwrite).validate()
-    jobs = plan_jobs(inputs, output)
-    preflight_output_dir(output)
+                      save_saliency=save_saliency, overwrite=overwrite, codec=codec, crf=crf, preset=preset,
+                      temporal_strength=temporal_strength, force=force, compare=compare, preview=preview).validate()
+    jobs = plan_jobs(inputs, output, video_tag="_compare" if compare else None)
+    preflight_outputs(jobs)
     be = open_backend(cfg.backend, _weights_or_default(model), device=cfg.device, with_saliency=save_saliency)
     colorizer = Colorizer(be, size=cfg.size, device=resolve_device(cfg.device))
     with _progress() as prog:
-        task = prog.add_task("colorizing", total=len(jobs), rate="")
-        t0 = __import__("time").perf_counter()
+        task = prog.add_task(f"colorizing [{be.name}]", total=len(jobs), rate="")
+        vtask = None
+        t0 = time.perf_counter()
+        vt0: dict[str, float] = {}
 
         def on_progress(done: int, total: int) -> None:
-            dt = __import__("time").perf_counter() - t0
-            prog.update(task, completed=done, rate=f"{done / dt:.2f} img/s" if dt > 0 else "")
+            dt = time.perf_counter() - t0
+            prog.update(task, completed=done, rate=f"{done / dt:.2f} files/s" if dt > 0 else "")
 
-        def on_frame(done: int, total: int) -> None:
-            prog.update(task, description=f"colorizing (video frame {done}/{total or '?'})")
+        def on_frame(name: str, done: int, total: int) -> None:
+            nonlocal vtask
+            start = vt0.setdefault(name, time.perf_counter())
+            if vtask is None:
+                vtask = prog.add_task("", total=None, rate="")
+            fps = done / max(time.perf_counter() - start, 1e-9)
+            prog.update(vtask, description=f"  {name} [{be.name}]", completed=done, total=total or None,
+                        rate=f"{fps:.1f} frames/s")
 
-        rep = colorize_files(jobs, colorizer, batch_size=cfg.batch_size, overwrite=cfg.overwrite,
-                             skip_color=cfg.skip_color, save_saliency=cfg.save_saliency,
-                             max_pixels=cfg.max_pixels, on_progress=on_progress, on_frame=on_frame)
+        rep = colorize_files(jobs, colorizer, cfg, on_progress=on_progress, on_frame=on_frame)
     if json_out:
         print_json(rep.as_dict())
     else:
-        frames = f", {rep.frames} video frames" if rep.frames else ""
-        out.print(f"{len(rep.done)} colorized -> {output} ({rep.images_per_s:.2f} files/s{frames}, backend {rep.backend}); "
+        frames = f", {rep.frames} video frames at {rep.frames / rep.video_seconds:.1f} frames/s" if rep.frames else ""
+        out.print(f"{len(rep.done)} written ({rep.images_per_s:.2f} files/s{frames}, backend {rep.backend}); "
                   f"{len(rep.skipped_existing)} already done, {len(rep.skipped_color)} colour skipped, "
                   f"{len(rep.failed)} failed", highlight=False)
+        for path in rep.done:
+            out.print(f"  -> {path}", highlight=False)
     for w in rep.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
     for path, err in rep.failed:

@@ -55,10 +55,45 @@ def to_network(gray: torch.Tensor, size: int) -> torch.Tensor:
     return gray.clamp(0, 1) * 2 - 1
 
 
-def chroma_from_prediction(rgb_pred: torch.Tensor) -> torch.Tensor:
-    """Network RGB in [-1, 1] -> (Cb, Cr) ``N x 2 x S x S``."""
+# Luma coefficients (Kr, Kb) of the Y'CbCr matrices video streams are tagged with.
+MATRICES = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722), "bt2020": (0.2627, 0.0593)}
+
+
+def ycbcr_matrix(name: str = "bt601") -> torch.Tensor:
+    """RGB -> Y'CbCr (Cb/Cr centred on 0, in [-0.5, 0.5]) for a named matrix."""
+    kr, kb = MATRICES[name]
+    kg = 1 - kr - kb
+    return torch.tensor([
+        [kr, kg, kb],
+        [-kr / (2 * (1 - kb)), -kg / (2 * (1 - kb)), 0.5],
+        [0.5, -kg / (2 * (1 - kr)), -kb / (2 * (1 - kr))],
+    ], dtype=torch.float64)
+
+
+def chroma_from_prediction(rgb_pred: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
+    """Network RGB in [-1, 1] -> (Cb, Cr) ``N x 2 x S x S`` in the given Y'CbCr matrix."""
     rgb01 = (rgb_pred.clamp(-1, 1) + 1) / 2
-    return rgb_to_ycbcr(rgb01)[:, 1:]
+    m = RGB_TO_YCBCR if matrix == "bt601" else ycbcr_matrix(matrix)
+    return _apply(m[1:], rgb01)
+
+
+def gamut_scale(y: torch.Tensor, cbcr: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
+    """Scale chroma towards gray per pixel so that ``y`` + chroma stays inside the RGB cube.
+
+    ``y``: ``N x 1 x H x W`` in [0, 1]; ``cbcr``: ``N x 2 x H x W``. Returns the scaled chroma.
+    Scaling (rather than clipping R, G, B) keeps the luminance and the hue."""
+    inv = YCBCR_TO_RGB if matrix == "bt601" else torch.linalg.inv(ycbcr_matrix(matrix))
+    m = inv.to(cbcr.dtype).to(cbcr.device)
+    delta = torch.einsum("ij,njhw->nihw", m[:, 1:], cbcr)
+    return cbcr * _gamut_t(y.clamp(0, 1), delta)
+
+
+def _gamut_t(y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Largest t in [0, 1] with y + t*delta inside [0, 1] for every channel."""
+    eps = 1e-12
+    up = torch.where(delta > eps, (1 - y) / delta.clamp(min=eps), torch.full_like(delta, float("inf")))
+    down = torch.where(delta < -eps, y / (-delta).clamp(min=eps), torch.full_like(delta, float("inf")))
+    return torch.minimum(up, down).amin(1, keepdim=True).clamp(0, 1)
 
 
 def merge_luminance(y_full: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
@@ -77,12 +112,7 @@ def merge_luminance(y_full: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
     # RGB offset contributed by chroma alone; its luminance is 0 by construction.
     delta = torch.einsum("ij,njhw->nihw", m[:, 1:], cbcr)
     y = y_full.clamp(0, 1)
-    # Largest t in [0, 1] with y + t*delta inside [0, 1] for every channel.
-    eps = 1e-12
-    up = torch.where(delta > eps, (1 - y) / delta.clamp(min=eps), torch.full_like(delta, float("inf")))
-    down = torch.where(delta < -eps, y / (-delta).clamp(min=eps), torch.full_like(delta, float("inf")))
-    t = torch.minimum(up, down).amin(1, keepdim=True).clamp(0, 1)
-    return (y + t * delta).clamp(0, 1)
+    return (y + _gamut_t(y, delta) * delta).clamp(0, 1)
 
 
 def colorfulness(rgb255: torch.Tensor) -> torch.Tensor:

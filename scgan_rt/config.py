@@ -148,12 +148,27 @@ class InferConfig:
     save_saliency: bool = False
     overwrite: bool = False
     max_pixels: int = 178_956_970  # Pillow's hard bomb limit; refused before decoding
+    # Video (scgan_rt/video.py)
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "medium"
+    temporal_strength: float = 0.7  # chroma EMA weight on static pixels; 0 = per-frame
+    force: bool = False  # colorize footage that already has colour
+    compare: bool = False  # write gray | colour side by side instead
+    preview: int = 0  # >0: only write this many evenly spaced colorized frames as PNG
+    queue_frames: int = 16  # frames in flight per pipeline queue (bounds memory)
 
     def validate(self) -> "InferConfig":
         if self.size < 256 or self.size % 256:
             raise UsageError(f"--size must be a multiple of 256 (the U-Net has 8 stride-2 stages), got {self.size}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.temporal_strength < 1:
+            raise UsageError(f"--temporal-strength must be in [0, 1), got {self.temporal_strength}")
+        if not 0 <= self.crf <= 63:
+            raise UsageError(f"--crf must be in 0..63, got {self.crf}")
+        if self.preview < 0:
+            raise UsageError(f"--preview must be >= 0, got {self.preview}")
         return self
 
 

@@ -13,9 +13,11 @@ from scgan_rt.errors import EXIT_BAD_INPUT
 from conftest import sha
 
 
-def make_clip(path, w=66, h=50, n=8, audio=False, pts=None, photo=None):
-    """H.264 clip whose frames are a real photo panning; optional AAC audio and custom pts."""
-    base = np.asarray(Image.open(photo).convert("RGB").resize((w + n * 2, h)), dtype=np.uint8)
+def make_clip(path, w=66, h=50, n=8, audio=False, pts=None, photo=None, colour=False):
+    """H.264 clip whose frames are a real photo panning (gray unless ``colour``); optional
+    AAC audio and custom pts."""
+    base = Image.open(photo).convert("RGB" if colour else "L").convert("RGB").resize((w + n * 2, h))
+    base = np.asarray(base, dtype=np.uint8)
     with av.open(str(path), "w") as c:
         v = c.add_stream("libx264", rate=25)
         v.width, v.height, v.pix_fmt = w + (w % 2), h + (h % 2), "yuv420p"
