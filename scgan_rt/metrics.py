@@ -14,8 +14,10 @@ images whose CCI lies in [16, 20] inclusive.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from fractions import Fraction
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -122,4 +124,85 @@ def evaluate(folder: str | os.PathLike[str], colorize: Callable[[np.ndarray], np
         "grayscale_baseline": _summarise(base_rows).as_dict(),
         "ground_truth_cci_mean": round(float(np.mean(gt_cci)), 4),
         "failed": failed,
+    }
+
+
+def _video_planes(path: Path) -> Iterable[tuple[float, np.ndarray, np.ndarray]]:
+    """Yield (time s, luma in [0,1] at chroma resolution, 2 x h x w chroma in 8-bit code values)."""
+    import av
+
+    from .video import _frac, _open_input, _plane, _working_format
+
+    with _open_input(path) as c:
+        if not c.streams.video:
+            raise InputError(f"no video stream in {path.name}")
+        v = c.streams.video[0]
+        tb = _frac(v.time_base) or Fraction(1, 90000)
+        try:
+            for fr in c.decode(v):
+                f, bits = _working_format(fr)
+                s = 2.0 ** (bits - 8)
+                y = _plane(f, 0).astype(np.float32) / s
+                full = int(fr.color_range or 0) == 2 or f.format.name.startswith("yuvj")
+                y = y / 255 if full else (y - 16) / 219
+                h, w = (y.shape[0] // 2) * 2, (y.shape[1] // 2) * 2
+                y2 = y[:h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
+                uv = np.stack([_plane(f, 1), _plane(f, 2)]).astype(np.float32)[:, :h // 2, :w // 2] / s
+                yield (float(fr.pts * tb) if fr.pts is not None else float("nan")), np.clip(y2, 0, 1), uv
+        except av.error.FFmpegError as e:
+            raise InputError(f"cannot decode {path.name}: {e}") from None
+
+
+def evaluate_video(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> dict[str, object]:
+    """Compare a colorized video with its source: frame count, timing, luma fidelity,
+    colourfulness and flicker (see ``temporal.py`` for the flicker definition)."""
+    from .temporal import chroma_flicker, is_scene_cut
+
+    src, out = Path(src), Path(out)
+    n = 0
+    times_in: list[float] = []
+    times_out: list[float] = []
+    luma_se, luma_n = 0.0, 0
+    flick = {"in": [0.0, 0], "out": [0.0, 0]}
+    sat = 0.0
+    cuts = 0
+    prev: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    n_in = n_out = 0
+    for a, b in zip_longest(_video_planes(src), _video_planes(out)):
+        n_in += a is not None
+        n_out += b is not None
+        if a is None or b is None:
+            continue
+        (ti, yi, uvi), (to, yo, uvo) = a, b
+        n += 1
+        times_in.append(ti)
+        times_out.append(to)
+        h, w = yi.shape
+        yo, uvo = yo[:h, :w], uvo[:, :h, :w]
+        luma_se += float(((yi - yo) ** 2).sum())
+        luma_n += yi.size
+        sat += float(np.sqrt(((uvo - 128) ** 2).sum(0)).mean())
+        for key, y, uv in (("in", yi, uvi), ("out", yo, uvo)):
+            if key in prev:
+                py, puv = prev[key]
+                if key == "out" and is_scene_cut(torch.from_numpy(py)[None, None], torch.from_numpy(y)[None, None]):
+                    cuts += 1  # a cut is not flicker
+                else:
+                    s, k = chroma_flicker(py, y, puv, uv)
+                    flick[key][0] += s
+                    flick[key][1] += k
+            prev[key] = (y, uv)
+    if n == 0:
+        raise InputError(f"no comparable frames in {src.name} and {out.name}")
+    mse = luma_se / max(luma_n, 1)
+    dt = np.abs(np.array(times_in) - np.array(times_out))
+    return {
+        "frames_in": n_in, "frames_out": n_out,
+        "max_timestamp_error_s": round(float(np.nanmax(dt)) if dt.size else 0.0, 6),
+        "luma_psnr_db": round(float("inf") if mse == 0 else float(10 * np.log10(1 / mse)), 3),
+        "mean_chroma": round(sat / n, 4),
+        "flicker_out": round(flick["out"][0] / max(flick["out"][1], 1), 4),
+        "flicker_in": round(flick["in"][0] / max(flick["in"][1], 1), 4),
+        "static_pixel_share": round(flick["out"][1] / max(luma_n - h * w, 1), 4),
+        "scene_cuts": cuts,
     }

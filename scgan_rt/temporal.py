@@ -49,6 +49,7 @@ def is_scene_cut(prev: torch.Tensor, cur: torch.Tensor) -> bool:
 class StabilizerStats:
     frames: int = 0
     cuts: int = 0
+    cut_at: int = 0  # 1-based index of the frame that started the latest shot
 
 
 class ChromaStabilizer:
@@ -79,6 +80,7 @@ class ChromaStabilizer:
             return chroma
         if is_scene_cut(prev_gray, gray):
             self.stats.cuts += 1
+            self.stats.cut_at = self.stats.frames
             self._chroma = chroma
             return chroma
         if self.strength == 0:

@@ -49,6 +49,8 @@ MAX_BAD_PACKET_SHARE = 0.2  # give up when more than this share of video packets
 # Mean chroma deviation from neutral (8-bit code values) above which footage counts as colour.
 COLOUR_CHROMA_ENERGY = 3.0
 PROBE_FRAMES = 12
+# Code values within which a smoothed chroma sample keeps last frame's code (see quantise).
+DEAD_BAND = 0.75
 # AVColorSpace / AVColorRange values (libavutil/pixfmt.h).
 _MATRIX_OF_COLORSPACE = {1: "bt709", 5: "bt601", 6: "bt601", 9: "bt2020", 10: "bt2020"}
 RANGE_LIMITED, RANGE_FULL = 1, 2
@@ -117,9 +119,14 @@ def _open_input(src: Path) -> Any:
 
     check_readable(src)
     try:
-        return av.open(str(src))
+        c = av.open(str(src))
     except (av.error.FFmpegError, OSError, ValueError) as e:
         raise InputError(f"unrecognized or unsupported container: {src.name} ({e})") from None
+    fmt = c.format.name or ""
+    if fmt.endswith("_pipe") or fmt in ("image2", "gif", "apng", "webp"):
+        c.close()
+        raise InputError(f"{src.name} is an image ({fmt.removesuffix('_pipe')}), not a video; give it an image suffix")
+    return c
 
 
 def _plane(frame: Any, i: int) -> np.ndarray:
@@ -291,9 +298,15 @@ class _Geometry:
             return ((y_plane.astype(np.uint32) + (1 << (shift - 1))) >> shift).astype(self.dtype)
         return (y_plane.astype(np.uint32) << -shift).astype(self.dtype)
 
-    def quantise(self, c: torch.Tensor) -> np.ndarray:
-        q = (c * self.c_span + self.c_mid).round_().clamp_(0, 2 ** self.bits - 1)
-        return q.cpu().numpy().astype(self.dtype)
+    def quantise(self, c: torch.Tensor, prev: torch.Tensor | None = None, dead_band: float = 0.0) -> torch.Tensor:
+        """Chroma in [-0.5, 0.5] -> code values. With ``prev`` (last frame's codes) a value
+        within ``dead_band`` of its previous code keeps it: slowly drifting smoothed chroma
+        would otherwise toggle the last bit, which the encoder turns into visible flicker."""
+        x = c * self.c_span + self.c_mid
+        q = x.round()
+        if prev is not None and dead_band > 0:
+            q = torch.where((x - prev).abs() <= dead_band, prev, q)
+        return q.clamp_(0, 2 ** self.bits - 1)
 
 
 def _prepare(frame: Any, pts: int, geo: _Geometry, size: int) -> _Frame:
@@ -318,6 +331,7 @@ class ChromaStage:
         self.stab = ChromaStabilizer(temporal_strength)
         self.device = getattr(colorizer, "device", "cpu")
         self._neutral: np.ndarray | None = None
+        self._prev_q: torch.Tensor | None = None
 
     def __call__(self, batch: list[_Frame]) -> list[_Frame]:
         if self.colorizer is None:  # codec-only mode for the benchmark: neutral chroma
@@ -337,8 +351,12 @@ class ChromaStage:
         y_half = torch.cat([fr.y_half for fr in batch]).to(self.device)
         cbcr = gamut_scale(y_half, cbcr, self.geo.matrix)
         for i, fr in enumerate(batch):
-            fr.u = self.geo.quantise(cbcr[i, 0])
-            fr.v = self.geo.quantise(cbcr[i, 1])
+            if self.stab.stats.cut_at == self.stab.stats.frames - len(batch) + i + 1:
+                self._prev_q = None  # first frame after a cut starts afresh
+            q = self.geo.quantise(cbcr[i], self._prev_q, DEAD_BAND if self.stab.strength > 0 else 0.0)
+            self._prev_q = q
+            qn = q.cpu().numpy().astype(self.geo.dtype)
+            fr.u, fr.v = qn[0], qn[1]
         return batch
 
 
@@ -595,8 +613,9 @@ def _setup_output(out: Any, inp: Any, info: VideoInfo, geo: _Geometry, pix_fmt: 
                 pass
         if s.type == "audio":
             a = out.add_stream("aac", rate=s.codec_context.sample_rate or 48000)
-            if s.codec_context.layout is not None:
-                a.layout = s.codec_context.layout
+            # AAC needs a named channel layout; sources may only say "N channels".
+            n = len(s.codec_context.layout.channels) if s.codec_context.layout is not None else 2
+            a.layout = {1: "mono", 2: "stereo", 3: "3.0", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}.get(n, "stereo")
             reencode[s.index] = a
             keep.append(s)
             rep.warnings.append(f"audio stream {s.index} ({name}) re-encoded to AAC: {Path(out.name).suffix} cannot hold {name}")
