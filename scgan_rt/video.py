@@ -137,8 +137,15 @@ def _plane(frame: Any, i: int) -> np.ndarray:
     return a.reshape(p.height, -1)[:, :p.width]
 
 
+def _is_rgb_or_gray(name: str) -> bool:
+    return name.startswith(("gray", "rgb", "bgr", "argb", "abgr", "gbr", "pal8", "ya", "monow", "monob"))
+
+
 def _working_format(frame: Any) -> tuple[Any, int]:
-    """Return the frame as 4:2:0 planar Y'CbCr (8 or 10 bit) and its bit depth."""
+    """Return the frame as 4:2:0 planar Y'CbCr (8 or 10 bit) and its bit depth.
+
+    Y'CbCr sources are only resampled (range and matrix unchanged, so the luma plane is the
+    source's); RGB and gray sources become limited-range BT.601 Y'CbCr (see ``_source_colour``)."""
     name = frame.format.name
     if name in _NATIVE:
         return frame, _NATIVE[name]
@@ -147,7 +154,25 @@ def _working_format(frame: Any) -> tuple[Any, int]:
     except Exception:
         bits = 8
     target = "yuv420p10le" if bits > 8 else "yuv420p"
-    return frame.reformat(format=target), _NATIVE[target]
+    if _is_rgb_or_gray(name):
+        return frame.reformat(format=target), _NATIVE[target]
+    from av.video.reformatter import VideoReformatter
+
+    rng = int(frame.color_range or 0) or (RANGE_FULL if name.startswith("yuvj") else RANGE_LIMITED)
+    out = VideoReformatter().reformat(frame, format=target, src_color_range=rng, dst_color_range=rng)
+    return out, _NATIVE[target]
+
+
+def _source_colour(frame: Any, height: int) -> tuple[bool, str, int]:
+    """(full range?, chroma matrix, AVColorSpace tag) of the planes ``_working_format`` gives."""
+    name = frame.format.name
+    if _is_rgb_or_gray(name):
+        return False, "bt601", 6  # swscale's default conversion: limited range, BT.601
+    rng = int(frame.color_range or 0)
+    full = rng == RANGE_FULL or (rng != RANGE_LIMITED and name.startswith("yuvj"))
+    cs = int(frame.colorspace or 0)
+    matrix = _MATRIX_OF_COLORSPACE.get(cs) or ("bt709" if height >= 720 else "bt601")
+    return full, matrix, cs
 
 
 def _chroma_energy(frame: Any) -> float:
@@ -201,10 +226,7 @@ def probe_video(src: str | os.PathLike[str], max_pixels: int = 178_956_970) -> V
         if first is None:
             raise InputError(f"no decodable video frames in {src.name}")
         _, bits = _working_format(first)
-        rng = int(first.color_range or 0)
-        full = rng == RANGE_FULL or (rng != RANGE_LIMITED and first.format.name.startswith(("yuvj", "gray", "rgb", "bgr")))
-        cs = int(first.colorspace or 0)
-        matrix = _MATRIX_OF_COLORSPACE.get(cs) or ("bt709" if h >= 720 else "bt601")
+        full, matrix, cs = _source_colour(first, h)
         tags = {"color_range": RANGE_FULL if full else RANGE_LIMITED, "colorspace": cs,
                 "color_primaries": int(getattr(first, "color_primaries", 0) or 0),
                 "color_trc": int(getattr(first, "color_trc", 0) or 0)}

@@ -148,10 +148,10 @@ def test_odd_size_gray_pixel_format_source(runner, tiny_weights, tmp_path, photo
     assert any("padded to 176x144" in w for w in _summary(r)["warnings"])
     with av.open(str(tmp_path / "o" / "odd.mkv")) as c:
         fs = list(c.decode(video=0))
-    # 'gray' is full range, which is kept (yuvj420p is FFmpeg's name for full-range 4:2:0)
-    assert len(fs) == 3 and fs[0].format.name in ("yuv420p", "yuvj420p") and (fs[0].width, fs[0].height) == (176, 144)
+    assert len(fs) == 3 and fs[0].format.name == "yuv420p" and (fs[0].width, fs[0].height) == (176, 144)
+    # full-range gray becomes limited-range BT.601 luma, tagged as such
     y = np.frombuffer(fs[0].planes[0], np.uint8).reshape(144, -1)[:143, :175]
-    assert np.abs(y.astype(int) - frames[0].astype(int)).mean() < 3
+    assert np.abs(y.astype(int) - (16 + frames[0].astype(int) * 219 / 255)).mean() < 3
 
 
 def test_rotation_is_carried_over(runner, tiny_weights, tmp_path, photos_dir):
