@@ -428,6 +428,57 @@ def build_engine_cmd(
     out.print(f"engine: {path}", highlight=False)
 
 
+@app.command("benchmark-video")
+@guarded
+def benchmark_video_cmd(
+    clip: Path = typer.Argument(..., help="Video to time (not modified)."),
+    backend: str = typer.Option("auto", "--backend"),
+    model: Optional[Path] = typer.Option(None, "--model", help="Weights; default: the bundled model."),
+    device: str = typer.Option("auto", "--device"),
+    batch_size: int = typer.Option(4, "--batch-size", min=1),
+    codec: str = typer.Option("libx264", "--codec"),
+    crf: int = typer.Option(18, "--crf"),
+    preset: str = typer.Option("medium", "--preset"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Video speed: model-only, codec-only and end-to-end frames/s against the pipeline bound."""
+    from .config import InferConfig
+    from .export.benchmark import benchmark_video
+
+    cfg = InferConfig(batch_size=batch_size, backend=backend, device=device, codec=codec, crf=crf,
+                      preset=preset).validate()
+    r = benchmark_video(clip, _weights_or_default(model), backend=cfg.backend, device=cfg.device, cfg=cfg)
+    if json_out:
+        print_json(r)
+        return
+    out.print(f"{Path(r['clip']).name} {r['width']}x{r['height']}, {r['frames']} frames, backend {r['backend']} "
+              f"({r['device']}), batch {r['batch']}, {r['codec']} crf {r['crf']} {r['preset']}", highlight=False)
+    out.print(f"model-only {r['model_fps']:.1f} fps | codec-only {r['codec_fps']:.1f} fps | bound {r['bound']} = "
+              f"{r['bound_fps']:.1f} fps | end-to-end {r['e2e_fps']:.1f} fps = {r['e2e_vs_bound']:.2f} x bound | "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB", highlight=False)
+
+
+@app.command("evaluate-video")
+@guarded
+def evaluate_video_cmd(
+    source: Path = typer.Argument(..., help="The original (gray) video."),
+    colorized: Path = typer.Argument(..., help="Its colorized version."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Frames, timing, luma fidelity, colourfulness and flicker of a colorized video."""
+    from .metrics import evaluate_video
+
+    r = evaluate_video(source, colorized)
+    if json_out:
+        print_json(r)
+        return
+    out.print(f"frames {r['frames_in']} -> {r['frames_out']}, max timestamp error {r['max_timestamp_error_s']} s, "
+              f"luma PSNR {r['luma_psnr_db']} dB", highlight=False)
+    out.print(f"flicker {r['flicker_out']} (source {r['flicker_in']}) code values per static pixel per frame "
+              f"({100 * r['static_pixel_share']:.0f}% static), mean chroma {r['mean_chroma']}, "
+              f"scene cuts {r['scene_cuts']}", highlight=False)
+
+
 @app.command("benchmark")
 @guarded
 def benchmark_cmd(
