@@ -261,3 +261,47 @@ def test_interrupt_exits_130_and_leaves_nothing(tmp_path, tiny_weights, photos_d
     assert p.returncode == EXIT_INTERRUPTED, err
     assert "Traceback" not in err
     assert not [f for f in out.rglob("*") if f.is_file()]
+
+
+def _clip_with_subtitles(path, frames):
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=25)
+        v.height, v.width = frames[0].shape
+        v.pix_fmt = "yuv420p"
+        s = c.add_mux_stream("subrip")
+        s.time_base = Fraction(1, 1000)
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="gray")
+            f.pts = i
+            for p in v.encode(f):
+                c.mux(p)
+            if i in (1, 4):
+                pk = av.Packet(f"line {i}: Hello, 1920s".encode())
+                pk.stream, pk.time_base = s, Fraction(1, 1000)
+                pk.pts = pk.dts = i * 40
+                pk.duration = 100
+                c.mux(pk)
+        for p in v.encode(None):
+            c.mux(p)
+    return path
+
+
+def _subtitle_packets(path):
+    with av.open(str(path)) as c:
+        if not c.streams.subtitles:
+            return []
+        return [bytes(p) for p in c.demux(c.streams.subtitles[0]) if p.size]
+
+
+def test_subtitles_copied_packet_for_packet_or_dropped_with_a_warning(runner, tiny_weights, tmp_path, photos_dir):
+    src = _clip_with_subtitles(tmp_path / "subs.mkv", noisy_still(photos_dir / "skimage__rocket.jpg", n=8))
+    assert len(_subtitle_packets(src)) == 2
+    r = _run(runner, src, "-o", tmp_path / "o", "--model", tiny_weights)
+    assert r.exit_code == 0, r.output
+    assert _subtitle_packets(tmp_path / "o" / "subs.mkv") == _subtitle_packets(src)
+    r = _run(runner, src, "-o", tmp_path / "o.mp4", "--model", tiny_weights, "--json")  # MP4 cannot hold SubRip
+    assert r.exit_code == 0, r.output
+    assert any(w.startswith("subs.mkv: subtitle stream 1") and "dropped" in w for w in _summary(r)["warnings"])
+    assert len(decode_planes(tmp_path / "o.mp4")) == 8
