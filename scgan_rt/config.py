@@ -138,6 +138,10 @@ class TrainConfig:
         return self
 
 
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+
+
 @dataclass(frozen=True)
 class InferConfig:
     size: int = 256  # network input size; multiples of 256 (8 stride-2 stages)
@@ -167,6 +171,8 @@ class InferConfig:
             raise UsageError(f"--temporal-strength must be in [0, 1), got {self.temporal_strength}")
         if not 0 <= self.crf <= 63:
             raise UsageError(f"--crf must be in 0..63, got {self.crf}")
+        if self.codec in ("libx264", "libx265") and self.preset not in X264_PRESETS:
+            raise UsageError(f"--preset must be one of {', '.join(X264_PRESETS)}, got {self.preset!r}")
         if self.preview < 0:
             raise UsageError(f"--preview must be >= 0, got {self.preview}")
         return self

@@ -286,7 +286,6 @@ class _Stopped(Exception):
 class _Frame:
     pts: int
     y: np.ndarray  # original luma plane (uint8/uint16), padded to even size
-    y_half: torch.Tensor  # 1 x 1 x h/2 x w/2 luma in [0, 1] at chroma resolution
     small: torch.Tensor  # 1 x 1 x S x S network input in [-1, 1]
     u: np.ndarray | None = None
     v: np.ndarray | None = None
@@ -338,9 +337,8 @@ def _prepare(frame: Any, pts: int, geo: _Geometry, size: int) -> _Frame:
         y = np.pad(y, ((0, geo.h2 - y.shape[0]), (0, geo.w2 - y.shape[1])), mode="edge")
     else:
         y = y.copy()  # the decoder may reuse its buffers
-    lum = geo.luma(y)
-    small = to_network(lum[..., :geo.h, :geo.w], size)
-    return _Frame(pts, y, F.avg_pool2d(lum, 2), small)
+    small = to_network(geo.luma(y)[..., :geo.h, :geo.w], size)
+    return _Frame(pts, y, small)
 
 
 class ChromaStage:
@@ -370,7 +368,8 @@ class ChromaStage:
         cbcr = torch.cat([self.stab((fr.small.to(self.device) + 1) / 2, cbcr[i:i + 1]) for i, fr in enumerate(batch)])
         size = (self.geo.h2 // 2, self.geo.w2 // 2)
         cbcr = F.interpolate(cbcr, size=size, mode="bilinear", align_corners=False)
-        y_half = torch.cat([fr.y_half for fr in batch]).to(self.device)
+        # luma at chroma resolution, for the gamut limit (computed here, not queued: 4x less memory)
+        y_half = torch.cat([F.avg_pool2d(self.geo.luma(fr.y), 2) for fr in batch]).to(self.device)
         cbcr = gamut_scale(y_half, cbcr, self.geo.matrix)
         for i, fr in enumerate(batch):
             if self.stab.stats.cut_at == self.stab.stats.frames - len(batch) + i + 1:
@@ -481,9 +480,10 @@ def colorize_video(src: str | os.PathLike[str], dst: str | os.PathLike[str], col
                         last_pts = pts
                         pipe.put(frames_q, _prepare(fr, pts, geo, colorizer.size if colorizer else 256))
                         rep.frames_in += 1
-                for idx in reencode:  # flush audio decoders
-                    for af in inp.streams[idx].decode(None) if hasattr(inp.streams[idx], "decode") else []:
-                        side_q.put(("frame", idx, af))
+                for s in keep:  # flush the decoders of re-encoded audio
+                    if s.index in reencode:
+                        for af in s.decode(None):
+                            side_q.put(("frame", s.index, af))
                 pipe.put(frames_q, _END)
 
             def infer() -> None:
@@ -514,7 +514,6 @@ def colorize_video(src: str | os.PathLike[str], dst: str | os.PathLike[str], col
 
             def encode() -> None:
                 vtb = info.time_base
-                template = None
                 while True:
                     item = pipe.get(coloured_q)
                     if item is _END:
@@ -528,8 +527,6 @@ def colorize_video(src: str | os.PathLike[str], dst: str | os.PathLike[str], col
                         _fill(plane, arr)
                     frame.pts, frame.time_base = item.pts, vtb
                     frame.color_range = info.tags["color_range"]
-                    if template is None:
-                        template = frame
                     mux_side()
                     out.mux(vout.encode(frame))
                     rep.frames_out += 1

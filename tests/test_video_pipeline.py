@@ -305,3 +305,12 @@ def test_subtitles_copied_packet_for_packet_or_dropped_with_a_warning(runner, ti
     assert r.exit_code == 0, r.output
     assert any(w.startswith("subs.mkv: subtitle stream 1") and "dropped" in w for w in _summary(r)["warnings"])
     assert len(decode_planes(tmp_path / "o.mp4")) == 8
+
+
+@pytest.mark.parametrize("args", [["--preset", "turbo"], ["--codec", "nope"], ["--temporal-strength", "1"],
+                                  ["--crf", "99"]])
+def test_bad_video_options_are_usage_errors(runner, tiny_weights, tmp_path, photos_dir, args):
+    src = write_clip(tmp_path / "a.mp4", noisy_still(photos_dir / "skimage__coffee.jpg", n=2))
+    r = _run(runner, src, "-o", tmp_path / "o", "--model", tiny_weights, *args)
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output and not list((tmp_path / "o").glob("*.*"))
