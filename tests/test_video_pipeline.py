@@ -197,15 +197,33 @@ def test_image_named_mp4_is_refused(runner, tiny_weights, tmp_path, photos_dir):
     assert r.exit_code == EXIT_BAD_INPUT and "is an image" in r.output
 
 
-def test_unwritable_output_folder(runner, tiny_weights, tmp_path, photos_dir):
-    if os.geteuid() == 0:
-        pytest.skip("root ignores directory permissions")
+def test_unwritable_output_path(runner, tiny_weights, tmp_path, photos_dir):
     src = write_clip(tmp_path / "a.mp4", noisy_still(photos_dir / "skimage__coffee.jpg", n=3))
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    r = _run(runner, src, "-o", ro, "--model", tiny_weights)
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output folder should be")
+    r = _run(runner, src, "-o", blocker / "out.mp4", "--model", tiny_weights)  # works as root too
     assert r.exit_code == EXIT_RESOURCE, r.output
+    assert "Traceback" not in r.output and blocker.read_text().startswith("a file")
+    if os.geteuid() != 0:  # root ignores directory permissions
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        r = _run(runner, src, "-o", ro, "--model", tiny_weights)
+        assert r.exit_code == EXIT_RESOURCE, r.output
+
+
+def test_bundled_real_clip_with_the_default_model(runner, tmp_path):
+    """The quickstart's clip: real black-and-white footage, default model, default settings."""
+    src = Path(__file__).resolve().parents[1] / "scgan_rt" / "samples" / "video" / "carphone_gray.mp4"
+    before = sha(src)
+    r = _run(runner, src, "-o", tmp_path / "c.mp4", "--json")
+    assert r.exit_code == 0, r.output
+    assert sha(src) == before
+    m = evaluate_video(src, tmp_path / "c.mp4")
+    assert m["frames_in"] == m["frames_out"] == 120 and m["max_timestamp_error_s"] < 1e-3
+    assert m["luma_psnr_db"] > 40  # original luma, one lossy re-encode
+    assert m["mean_chroma"] > 4  # colour was added (gray footage has ~0)
+    assert m["flicker_in"] < 0.05
 
 
 def test_preview_and_compare(runner, tiny_weights, tmp_path, photos_dir):
