@@ -367,14 +367,15 @@ class ChromaStage:
         cbcr = chroma_from_prediction(torch.from_numpy(rgb).to(self.device), self.geo.matrix).float()
         cbcr = torch.cat([self.stab((fr.small.to(self.device) + 1) / 2, cbcr[i:i + 1]) for i, fr in enumerate(batch)])
         size = (self.geo.h2 // 2, self.geo.w2 // 2)
-        cbcr = F.interpolate(cbcr, size=size, mode="bilinear", align_corners=False)
-        # luma at chroma resolution, for the gamut limit (computed here, not queued: 4x less memory)
-        y_half = torch.cat([F.avg_pool2d(self.geo.luma(fr.y), 2) for fr in batch]).to(self.device)
-        cbcr = gamut_scale(y_half, cbcr, self.geo.matrix)
+        # Full-resolution work frame by frame: at 4K a batch of float temporaries is ~1 GB.
         for i, fr in enumerate(batch):
+            c = F.interpolate(cbcr[i:i + 1], size=size, mode="bilinear", align_corners=False)
+            # luma at chroma resolution for the gamut limit (computed here, not queued: less memory)
+            y_half = F.avg_pool2d(self.geo.luma(fr.y).to(self.device), 2)
+            c = gamut_scale(y_half, c, self.geo.matrix)[0]
             if self.stab.stats.cut_at == self.stab.stats.frames - len(batch) + i + 1:
                 self._prev_q = None  # first frame after a cut starts afresh
-            q = self.geo.quantise(cbcr[i], self._prev_q, DEAD_BAND if self.stab.strength > 0 else 0.0)
+            q = self.geo.quantise(c, self._prev_q, DEAD_BAND if self.stab.strength > 0 else 0.0)
             self._prev_q = q
             qn = q.cpu().numpy().astype(self.geo.dtype)
             fr.u, fr.v = qn[0], qn[1]
