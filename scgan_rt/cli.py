@@ -17,7 +17,7 @@ from typing import Any, Optional, TypeVar
 import typer
 from rich.console import Console
 
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ScganError
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ScganError, Terminated
 
 app = typer.Typer(
     help="SCGAN colorization: photos, folders and films, from training to TensorRT.",
@@ -45,9 +45,10 @@ def guarded(fn: F) -> F:
                 raise
             console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/yellow]")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as e:
+            term = isinstance(e, Terminated)
+            console.print(f"[yellow]{'terminated' if term else 'interrupted'}[/yellow]")
+            raise typer.Exit(EXIT_TERMINATED if term else EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as e:  # a bug: say so in one line, keep the traceback for --debug
@@ -525,7 +526,15 @@ def benchmark_cmd(
             out.print(f"{r['backend']} / {results[0]['backend']}: {r['fps'] / base:.2f}x", highlight=False)
 
 
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main() -> None:
+    import signal
+
+    # `kill`, systemd and container stops send SIGTERM: clean up like Ctrl-C (no partial files).
+    signal.signal(signal.SIGTERM, _on_sigterm)
     app()
 
 

@@ -14,6 +14,7 @@ EXIT_BAD_MODEL = 4
 EXIT_RESOURCE = 5
 EXIT_PARTIAL = 6
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 EXIT_CODES = {
     EXIT_OK: "success (warnings allowed)",
@@ -24,6 +25,7 @@ EXIT_CODES = {
     EXIT_RESOURCE: "resource failure (no device, out of memory, disk full)",
     EXIT_PARTIAL: "batch finished with some items failed",
     EXIT_INTERRUPTED: "interrupted (SIGINT)",
+    EXIT_TERMINATED: "terminated (SIGTERM)",
 }
 
 
@@ -53,3 +55,7 @@ class ResourceError(ScganError, OSError):
     """No device, out of memory, disk full, unwritable output."""
 
     exit_code = EXIT_RESOURCE
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that temp files are cleaned up as for Ctrl-C."""

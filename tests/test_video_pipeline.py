@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from scgan_rt.cli import app
-from scgan_rt.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RESOURCE
+from scgan_rt.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_RESOURCE, EXIT_TERMINATED
 from scgan_rt.metrics import evaluate_video
 from scgan_rt.temporal import ChromaStabilizer
 from scgan_rt.weights import default_weights
@@ -264,7 +264,8 @@ def test_full_disk_leaves_no_partial_file(tmp_path, tiny_weights, photos_dir):
     assert not list(out.rglob("*")) or not [f for f in out.rglob("*") if f.is_file()]
 
 
-def test_interrupt_exits_130_and_leaves_nothing(tmp_path, tiny_weights, photos_dir):
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, EXIT_INTERRUPTED), (signal.SIGTERM, EXIT_TERMINATED)])
+def test_interrupt_exits_130_and_leaves_nothing(tmp_path, tiny_weights, photos_dir, sig, code):
     frames = noisy_still(photos_dir / "skimage__astronaut.jpg", n=300, w=320, h=240)
     src = write_clip(tmp_path / "long.mp4", frames, options={"preset": "ultrafast"})
     out = tmp_path / "out"
@@ -274,9 +275,9 @@ def test_interrupt_exits_130_and_leaves_nothing(tmp_path, tiny_weights, photos_d
         time.sleep(0.05)
     assert list(out.glob(".*partial*")), "encoding never started"
     time.sleep(0.5)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=60)
-    assert p.returncode == EXIT_INTERRUPTED, err
+    assert p.returncode == code, err
     assert "Traceback" not in err
     assert not [f for f in out.rglob("*") if f.is_file()]
 
