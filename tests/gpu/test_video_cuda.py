@@ -21,11 +21,7 @@ def test_cuda_video_matches_cpu(tmp_path):
     from scgan_rt.video import colorize_video
     from scgan_rt.weights import default_weights
 
-    sys_path = Path(__file__).resolve().parents[1]
-    import sys
-
-    sys.path.insert(0, str(sys_path))
-    from clips import decode_planes
+    from clips import decode_planes  # tests/ is on sys.path through its conftest
 
     cfg = InferConfig(crf=0, preset="ultrafast", temporal_strength=0.0)
     outs = {}
