@@ -52,6 +52,11 @@ def make_clip(path, w=66, h=50, n=8, audio=False, pts=None, photo=None, colour=F
     return path
 
 
+def _tb(stream):
+    # PyAV 19 returns AVRational, 18 Fraction: normalise for arithmetic
+    return Fraction(stream.time_base.numerator, stream.time_base.denominator)
+
+
 def _decode(path):
     with av.open(str(path)) as c:
         v = c.streams.video[0]
@@ -79,9 +84,9 @@ def test_clip_with_audio_and_vfr_keeps_pts_audio_and_luminance(runner, tiny_weig
     fin, fout = _decode(src), _decode(out / "in.mp4")
     assert len(fout) == len(fin) == 8
     with av.open(str(src)) as c:
-        tb_in = c.streams.video[0].time_base
+        tb_in = _tb(c.streams.video[0])
     with av.open(str(out / "in.mp4")) as c:
-        tb_out = c.streams.video[0].time_base
+        tb_out = _tb(c.streams.video[0])
     assert [float(p * tb_out) for p, _ in fout] == pytest.approx([float(p * tb_in) for p, _ in fin])
     assert [float(p * tb_in) for p, _ in fin] == pytest.approx([t / 1000 for t in pts])
     assert _audio_packets(out / "in.mp4") == _audio_packets(src)  # copied bit-exact

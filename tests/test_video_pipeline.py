@@ -170,7 +170,8 @@ def test_audio_the_container_cannot_hold_is_reencoded_to_aac(runner, tiny_weight
     assert any("re-encoded to AAC" in w for w in _summary(r)["warnings"])
     with av.open(str(tmp_path / "o" / "old.mp4")) as c:
         assert c.streams.audio[0].codec_context.name == "aac"
-        dur = float(c.streams.audio[0].duration * c.streams.audio[0].time_base)
+        a = c.streams.audio[0]
+        dur = a.duration * a.time_base.numerator / a.time_base.denominator
     assert dur == pytest.approx(10 / 25, abs=0.1)
 
 
