@@ -104,12 +104,18 @@ def info_cmd(json_out: bool = typer.Option(False, "--json", help="Machine-readab
     dw = default_weights()
     default = describe(read_weights(dw)) if dw else None
     backends = [b.__dict__ for b in backend_report()]
+    from .video import video_encoders
+
+    encoders = video_encoders()
     if json_out:
-        print_json({"versions": versions, "devices": devices, "backends": backends, "default_model": default})
+        print_json({"versions": versions, "devices": devices, "backends": backends, "default_model": default,
+                    "video_encoders": encoders})
         return
     out.print(f"[bold]scgan-rt {__version__}[/bold]")
     out.print("versions: " + ", ".join(f"{k} {v or '-'}" for k, v in versions.items()), highlight=False)
     out.print(f"devices: cpu ({devices['cpu_threads']} threads)" + "".join(f", cuda: {g}" for g in devices["gpus"]))
+    out.print("video encoders: " + (", ".join(f"{k}{' (10-bit)' if v else ''}" for k, v in encoders.items()) or "none"),
+              highlight=False)
     out.print("backends (auto order):")
     for b in backends:
         out.print(f"  {'[green]yes[/green]' if b['usable'] else '[red]no [/red]'} {b['name']}: {b['reason']}")

@@ -396,6 +396,20 @@ def _output_bits(codec: str, bits: int) -> tuple[str, int]:
     return "yuv420p", 8
 
 
+def video_encoders() -> dict[str, bool]:
+    """Software encoders this PyAV build has, each with whether it writes 10-bit 4:2:0."""
+    import av
+
+    found = {}
+    for name in ("libx264", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1"):
+        try:
+            fmts = {f.name for f in (av.codec.Codec(name, "w").video_formats or [])}
+        except Exception:
+            continue
+        found[name] = "yuv420p10le" in fmts
+    return found
+
+
 def _encoder_options(codec: str, cfg: InferConfig) -> dict[str, str]:
     if codec in ("libx264", "libx265"):
         return {"crf": str(cfg.crf), "preset": cfg.preset}
