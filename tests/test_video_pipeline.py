@@ -334,3 +334,18 @@ def test_bad_video_options_are_usage_errors(runner, tiny_weights, tmp_path, phot
     r = _run(runner, src, "-o", tmp_path / "o", "--model", tiny_weights, *args)
     assert r.exit_code == 2, r.output
     assert "Traceback" not in r.output and not list((tmp_path / "o").glob("*.*"))
+
+
+@pytest.mark.parametrize("codec", ["libx265", "libvpx-vp9", "libsvtav1"])
+def test_other_encoders(runner, tiny_weights, tmp_path, photos_dir, codec):
+    from scgan_rt.video import video_encoders
+
+    if codec not in video_encoders():
+        pytest.skip(f"{codec} not in this PyAV build")
+    src = write_clip(tmp_path / "a.mp4", noisy_still(photos_dir / "skimage__coffee.jpg", n=4, w=96, h=64))
+    r = _run(runner, src, "-o", tmp_path / "o.mkv", "--model", tiny_weights, "--codec", codec, "--crf", "30")
+    assert r.exit_code == 0, r.output
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        assert c.streams.video[0].codec_context.name in {"libx265": ("hevc",), "libvpx-vp9": ("vp9", "libvpx-vp9"),
+                                                          "libsvtav1": ("av1", "libdav1d", "libaom-av1")}[codec]
+    assert len(decode_planes(tmp_path / "o.mkv")) == 4
