@@ -589,8 +589,11 @@ def colorize_video(src: str | os.PathLike[str], dst: str | os.PathLike[str], col
     rep.scene_cuts = stats.cuts
     if rep.bad_packets:
         rep.warnings.append(f"{rep.bad_packets} corrupt packets skipped")
-    if info.frames and abs(rep.frames_out - info.frames) > 1 and not rep.bad_packets:
-        rep.warnings.append(f"{rep.frames_out} frames written, container said {info.frames}")
+    if info.frames and rep.frames_out < info.frames - 1:
+        rep.warnings.append(f"only {rep.frames_out} of {info.frames} frames could be decoded (input truncated or "
+                            f"damaged); the output holds those")
+    elif info.frames and rep.frames_out > info.frames + 1:
+        rep.warnings.append(f"{rep.frames_out} frames written, the container said {info.frames}")
     return rep
 
 

@@ -349,3 +349,31 @@ def test_other_encoders(runner, tiny_weights, tmp_path, photos_dir, codec):
         assert c.streams.video[0].codec_context.name in {"libx265": ("hevc",), "libvpx-vp9": ("vp9", "libvpx-vp9"),
                                                           "libsvtav1": ("av1", "libdav1d", "libaom-av1")}[codec]
     assert len(decode_planes(tmp_path / "o.mkv")) == 4
+
+
+def test_truncated_faststart_file_keeps_what_decodes_and_says_so(runner, tiny_weights, tmp_path, photos_dir):
+    """moov at the front (faststart), the tail cut off: the decodable frames are colorized,
+    the run succeeds, and the warning says the input was cut short."""
+    frames = noisy_still(photos_dir / "skimage__coffee.jpg", n=40)
+    full = tmp_path / "full.mp4"
+    with av.open(str(full), "w", options={"movflags": "faststart"}) as c:
+        s = c.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(f, format="gray")
+            vf.pts = i
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    cut = tmp_path / "cut.mp4"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    before = sha(cut)
+    r = _run(runner, cut, "-o", tmp_path / "o.mp4", "--model", tiny_weights, "--json")
+    assert r.exit_code == 0, r.output
+    s = _summary(r)
+    n = s["video_frames"]
+    assert 0 < n < 40
+    assert any(f"only {n} of 40 frames could be decoded" in w for w in s["warnings"])
+    assert len(decode_planes(tmp_path / "o.mp4")) == n and sha(cut) == before
