@@ -17,17 +17,18 @@ def gray_photo(photo: Path, w: int, h: int) -> np.ndarray:
 def write_clip(path: Path, frames: list[np.ndarray], *, codec: str = "libx264", pix_fmt: str = "yuv420p",
                fmt: str = "gray", rate: int = 25, options: dict | None = None, rotation: int = 0,
                tags: dict | None = None, corrupt: set[int] = frozenset(), audio: str | None = None,
-               audio_rate: int = 16000) -> Path:
+               audio_rate: int = 16000, pts: list[int] | None = None) -> Path:
     """Encode ``frames`` (``H x W`` uint8 gray or ``H x W x 3`` rgb24) as a clip; ``corrupt``
     packet indices get random payloads (decoder errors); ``audio``: an encoder for a
-    440 Hz sine as long as the video."""
+    440 Hz sine as long as the video; ``pts``: per-frame timestamps in ms (VFR)."""
     rng = np.random.default_rng(0)
     with av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=rate)
         s.height, s.width = frames[0].shape[:2]
         s.pix_fmt = pix_fmt
-        s.time_base = Fraction(1, rate)
-        s.codec_context.time_base = Fraction(1, rate)
+        tb = Fraction(1, 1000) if pts else Fraction(1, rate)
+        s.time_base = tb
+        s.codec_context.time_base = tb
         if options:
             s.options = options
         for k, v in (tags or {}).items():
@@ -54,7 +55,8 @@ def write_clip(path: Path, frames: list[np.ndarray], *, codec: str = "libx264", 
             f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt if img.ndim == 2 else "rgb24")
             if tags and "color_range" in tags:
                 f.color_range = tags["color_range"]
-            f.pts = i
+            f.pts = pts[i] if pts else i
+            f.time_base = tb
             mux(s.encode(f))
         mux(s.encode(None))
         if a is not None:

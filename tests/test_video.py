@@ -10,46 +10,17 @@ from PIL import Image
 from scgan_rt.cli import app
 from scgan_rt.errors import EXIT_BAD_INPUT
 
+from clips import write_clip
 from conftest import sha
 
 
 def make_clip(path, w=66, h=50, n=8, audio=False, pts=None, photo=None, colour=False):
     """H.264 clip whose frames are a real photo panning (gray unless ``colour``); optional
-    AAC audio and custom pts."""
+    AAC audio and custom pts (ms)."""
     base = Image.open(photo).convert("RGB" if colour else "L").convert("RGB").resize((w + n * 2, h))
     base = np.asarray(base, dtype=np.uint8)
-    with av.open(str(path), "w") as c:
-        v = c.add_stream("libx264", rate=25)
-        v.width, v.height, v.pix_fmt = w + (w % 2), h + (h % 2), "yuv420p"
-        v.time_base = Fraction(1, 1000)
-        v.codec_context.time_base = Fraction(1, 1000)
-        a = None
-        if audio:
-            a = c.add_stream("aac", rate=16000)
-            a.layout = "mono"
-        for i in range(n):
-            img = base[:, 2 * i:2 * i + w]
-            img = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-            f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
-            f.pts = pts[i] if pts else i * 40
-            f.time_base = Fraction(1, 1000)
-            for p in v.encode(f):
-                c.mux(p)
-        for p in v.encode(None):
-            c.mux(p)
-        if a is not None:
-            t = np.arange(16000 * n // 25) / 16000
-            samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            for k in range(0, samples.shape[1], 1024):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k:k + 1024]), format="fltp",
-                                                layout="mono")
-                af.sample_rate = 16000
-                af.pts = k
-                for p in a.encode(af):
-                    c.mux(p)
-            for p in a.encode(None):
-                c.mux(p)
-    return path
+    frames = [np.pad(base[:, 2 * i:2 * i + w], ((0, h % 2), (0, w % 2), (0, 0)), mode="edge") for i in range(n)]
+    return write_clip(path, frames, pts=pts, audio="aac" if audio else None)
 
 
 def _tb(stream):
