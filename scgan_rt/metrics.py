@@ -131,7 +131,7 @@ def _video_planes(path: Path) -> Iterable[tuple[float, np.ndarray, np.ndarray]]:
     """Yield (time s, luma in [0,1] at chroma resolution, 2 x h x w chroma in 8-bit code values)."""
     import av
 
-    from .video import _frac, _open_input, _plane, _working_format
+    from .video import _frac, _open_input, _plane, _source_colour, _working_format
 
     with _open_input(path) as c:
         if not c.streams.video:
@@ -143,7 +143,7 @@ def _video_planes(path: Path) -> Iterable[tuple[float, np.ndarray, np.ndarray]]:
                 f, bits = _working_format(fr)
                 s = 2.0 ** (bits - 8)
                 y = _plane(f, 0).astype(np.float32) / s
-                full = int(fr.color_range or 0) == 2 or f.format.name.startswith("yuvj")
+                full, _, _ = _source_colour(fr, fr.height)  # the range of the planes _working_format gave
                 y = y / 255 if full else (y - 16) / 219
                 h, w = (y.shape[0] // 2) * 2, (y.shape[1] // 2) * 2
                 y2 = y[:h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))

@@ -203,7 +203,7 @@ def probe_video(src: str | os.PathLike[str], max_pixels: int = 178_956_970) -> V
         tb = _frac(vin.time_base) or Fraction(1, 90000)
         rate = _frac(vin.average_rate) or _frac(vin.guessed_rate) or Fraction(25, 1)
         duration = float(vin.duration * tb) if vin.duration else (float(inp.duration) / 1e6 if inp.duration else 0.0)
-        frames = int(vin.frames or 0) or int(round(duration * rate)) if duration else int(vin.frames or 0)
+        frames = int(vin.frames or 0) or (int(round(duration * rate)) if duration else 0)
         energies, first = [], None
         bad = 0
         try:
