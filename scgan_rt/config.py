@@ -118,6 +118,7 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast on CUDA only
     log_every: int = 10  # TensorBoard scalars every N steps
     sample_every: int = 200  # TensorBoard image grids every N steps
+    ema_decay: float = 0.0  # >0: also keep an EMA of the generator's weights and export that (train/ema.py)
     gfn_lr: float = 0.01  # GFN classifier pretraining: SGD as in the authors' pre-train code
     gfn_momentum: float = 0.9
     gfn_weight_decay: float = 5e-4
@@ -133,6 +134,8 @@ class TrainConfig:
             raise UsageError(f"--gan-mode must be wgangp or lsgan, got {self.gan_mode!r}")
         if self.pixel_loss not in ("l1", "l2"):
             raise UsageError(f"--pixel-loss must be l1 or l2, got {self.pixel_loss!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise UsageError(f"--ema must be in [0, 1), got {self.ema_decay}")
         if self.load_size and self.load_size < self.crop:
             raise UsageError(f"--load-size ({self.load_size}) must be >= --crop ({self.crop})")
         return self

@@ -122,3 +122,62 @@ def test_tiny_model_overfits_one_photo(photos):
     for _ in range(59):
         last = st.step(batch)["loss_g"]
     assert last < first / 3, (first, last)
+
+
+def test_model_ema_follows_the_warmed_up_average():
+    from scgan_rt.train.ema import ModelEma
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = ModelEma(net, decay=0.9)
+    start = net[0].weight.detach().clone()
+    expected = start.clone()
+    for n in range(1, 6):
+        with torch.no_grad():
+            net[0].weight.add_(1.0)
+        net.train()(torch.randn(4, 2))  # moves the BN statistics and its integer counter
+        ema.update(net)
+        d = min(0.9, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * net[0].weight.detach()
+    assert torch.allclose(ema.module[0].weight, expected)
+    assert not torch.equal(ema.module[0].weight, net[0].weight)  # an average, not a copy
+    assert int(ema.module[1].num_batches_tracked) == int(net[1].num_batches_tracked) == 5
+    assert int(ema.updates) == 5
+    ema.train()
+    assert not ema.module.training  # the average is never put in training mode
+
+
+def test_stage2_with_ema_exports_the_average_and_resumes_it(stage1_run, photos, tmp_path):
+    out1, _ = stage1_run
+    kw = dict(saliency_dir=out1 / "saliency", quiet=True)
+    cfg = dict(stage="2", use_perceptual=False, ema_decay=0.9, epochs=5)
+    run = tmp_path / "ema"
+    train(tiny_train(max_steps=2, **cfg), tiny_model(), photos, run, init=out1 / "generator.safetensors", **kw)
+    ck = torch.load(run / "last.pt", weights_only=True)
+    assert int(ck["modules"]["generator_ema"]["updates"]) == 2
+    shipped, _ = load_generator(run / "generator.safetensors")
+    last, _ = load_generator(run / "generator_last.safetensors")
+    ema_w = {k[len("module."):]: v for k, v in ck["modules"]["generator_ema"].items() if k.startswith("module.")}
+    for k, v in shipped.state_dict().items():
+        assert torch.equal(v, ema_w[k]), k
+    assert any(not torch.equal(a, b) for a, b in zip(shipped.state_dict().values(), last.state_dict().values()))
+    train(tiny_train(max_steps=3, **cfg), tiny_model(), photos, run, resume=True, **kw)
+    ck = torch.load(run / "last.pt", weights_only=True)
+    assert int(ck["modules"]["generator_ema"]["updates"]) == 3  # the same average, continued
+
+
+def test_ema_enabled_at_resume_starts_from_the_resumed_weights(stage1_run, photos, tmp_path):
+    out1, _ = stage1_run
+    kw = dict(saliency_dir=out1 / "saliency", quiet=True)
+    run = tmp_path / "late"
+    train(tiny_train(stage="2", use_perceptual=False, max_steps=1, epochs=5), tiny_model(), photos, run,
+          init=out1 / "generator.safetensors", **kw)
+    train(tiny_train(stage="2", use_perceptual=False, max_steps=2, ema_decay=0.99, epochs=5), tiny_model(), photos, run,
+          resume=True, **kw)
+    ck = torch.load(run / "last.pt", weights_only=True)
+    assert int(ck["modules"]["generator_ema"]["updates"]) == 1
+    assert (run / "generator_last.safetensors").is_file()
+
+
+def test_ema_decay_is_validated():
+    with pytest.raises(UsageError, match="--ema"):
+        tiny_train(ema_decay=1.0).validate()

@@ -14,6 +14,7 @@ from scgan_rt.model import PatchDiscriminator, build_generator
 
 from . import losses as L
 from .distributed import DistInfo, average_gradients
+from .ema import ModelEma
 
 
 def _adam(params: Any, lr: float, cfg: TrainConfig) -> torch.optim.Adam:
@@ -24,6 +25,7 @@ class Stage:
     modules: dict[str, nn.Module]
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
+    ema: ModelEma | None = None
 
     def __init__(self, tcfg: TrainConfig, device: torch.device, dist: DistInfo) -> None:
         self.tcfg, self.device, self.dist = tcfg, device, dist
@@ -46,6 +48,10 @@ class ColorizationStage(Stage):
         super().__init__(tcfg, device, dist)
         self.gen = build_generator(mcfg).to(device)
         self.modules = {"generator": self.gen}
+        self.ema: ModelEma | None = None
+        if tcfg.ema_decay:
+            self.ema = ModelEma(self.gen, tcfg.ema_decay).to(device)
+            self.modules["generator_ema"] = self.ema
         second = tcfg.stage == "2"
         self.gan = second and tcfg.use_gan
         self.attn = tcfg.use_attention and mcfg.use_saliency
@@ -123,10 +129,16 @@ class ColorizationStage(Stage):
         loss_g.backward()
         average_gradients([self.gen], self.dist)
         self.optimizers["g"].step()
+        if self.ema is not None:
+            self.ema.update(self.gen)
         logs["loss_g"] = loss_g.item()
         self._last = (gray[:1].detach(), fake[:1].detach(), rgb[:1], sal[:1],
                       None if fsal is None else fsal[:1].detach())
         return logs
+
+    def export_generator(self) -> nn.Module:
+        """What the run ships: the weight average when one is kept."""
+        return self.gen if self.ema is None else self.ema.module
 
     def sample_grid(self) -> torch.Tensor:
         """gray | prediction | truth | predicted saliency | target saliency, in [0,1]."""

@@ -144,6 +144,8 @@ def _train(tcfg: TrainConfig, mcfg: ModelConfig, data: Path, out: Path, saliency
             from .gfn import load_gfn_weights
 
             load_gfn_weights(stage.gen, gfn_weights, console)
+        if stage.ema is not None:
+            stage.ema.reset(stage.gen)  # the average starts from the initial weights
     for m in stage.modules.values():
         D.broadcast_module(m, dist)
         m.train()
@@ -152,6 +154,10 @@ def _train(tcfg: TrainConfig, mcfg: ModelConfig, data: Path, out: Path, saliency
     step, epoch, batch_in_epoch, elapsed_before = 0, 0, 0, 0.0
     if ckpt is not None:
         for k, m in stage.modules.items():
+            if k == "generator_ema" and k not in ckpt["modules"]:
+                m.reset(stage.modules["generator"])  # the average starts at the resume point
+                console.print("--ema: the weight average starts at the resume point")
+                continue
             m.load_state_dict(ckpt["modules"][k])
         for k, o in stage.optimizers.items():
             o.load_state_dict(ckpt["optimizers"][k])
@@ -236,6 +242,9 @@ def _train(tcfg: TrainConfig, mcfg: ModelConfig, data: Path, out: Path, saliency
             result["weights"] = str(out / "gfn.safetensors")
             save_gfn(out / "gfn.safetensors", stage.net, mcfg, stage.classes, prov)
         else:
-            result["weights"] = str(save_weights(out / "generator.safetensors", stage.gen, provenance=prov))
+            if stage.ema is not None:  # keep the last iterate too, for comparison
+                save_weights(out / "generator_last.safetensors", stage.gen, provenance=prov)
+            result["weights"] = str(save_weights(out / "generator.safetensors", stage.export_generator(),
+                                                 provenance=prov))
         console.print(f"stopped ({stop_reason}) after {step} steps, {wall / 60:.1f} min; wrote {result['weights']}")
     return result
