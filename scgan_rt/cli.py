@@ -347,6 +347,7 @@ def train_cmd(
     pixel_loss: str = typer.Option("l1", "--pixel-loss", help="l1 or l2."),
     d_norm: str = typer.Option("", "--d-norm", help="Critic normalisation: bn (paper), in or none; default: the preset's."),
     no_noise: bool = typer.Option(False, "--no-input-noise", help="Disable the paper's N(0, 0.005) input noise."),
+    hflip: bool = typer.Option(False, "--hflip", help="Random horizontal flips (not in the paper)."),
     ema: float = typer.Option(0.0, "--ema", help="Also keep an EMA of the generator with this decay (e.g. 0.999) and export it (0: off)."),
     log_every: int = typer.Option(10, "--log-every", help="TensorBoard scalars every N steps."),
     sample_every: int = typer.Option(200, "--sample-every", help="TensorBoard image grids every N steps."),
@@ -362,7 +363,8 @@ def train_cmd(
         crop=crop, load_size=load_size, max_steps=max_steps, max_minutes=max_minutes, seed=seed, workers=workers,
         amp=amp, use_attention=not no_attention, use_gan=not no_gan, use_perceptual=not no_perceptual,
         gan_mode=gan_mode, pixel_loss=pixel_loss, d_norm=d_norm, input_noise_std=0.0 if no_noise else 0.005,
-        log_every=log_every, sample_every=sample_every, ema_decay=ema)
+        log_every=log_every, sample_every=sample_every, ema_decay=ema,
+        hflip=hflip)
     mcfg = preset(preset_name, in_channels=in_channels, use_gfn=not no_gfn)
     result = train(tcfg, mcfg, data, out, saliency_dir=saliency_dir, input_dir=paired_input, init=init,
                    gfn_weights=None if (no_gfn_pretrain or no_gfn) else gfn_weights,

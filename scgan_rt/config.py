@@ -111,6 +111,7 @@ class TrainConfig:
     use_gan: bool = True  # False = Table II "w/o GAN" (stage 2 without discriminators)
     use_attention: bool = True  # False = Table II "w/o attention" (no L_A, no D_A, no saliency branch)
     n_critic: int = 1  # the authors' code: one D step per G step
+    hflip: bool = False  # random horizontal flips (not in the paper; doubles a small data set)
     load_size: int = 0  # >0: resize short side to this before cropping (0 = paper: only upscale if < crop)
     max_steps: int = 0  # 0 = no limit; stops cleanly after this many optimiser steps in total
     max_minutes: float = 0.0  # 0 = no limit; stops cleanly (checkpoint + export) at this wall-clock budget

@@ -88,3 +88,18 @@ def test_saliency_cache_mirrors_tree_and_is_reused(tmp_path):
     check_maps(maps, scan_photos(d, 10).files)
     r2 = compute_saliency_maps(d, maps, workers=1, progress=False)
     assert r2["reused"] == 2 and r2["computed"] == 0
+
+
+def test_hflip_mirrors_the_same_crop_about_half_the_time(tmp_path):
+    d = photo_dir(tmp_path / "p", names=("chelsea",), nested=False)
+    files = scan_photos(d, 10).files
+    plain = ColorizationDataset(d, files, 256, noise_std=0.0, seed=3)
+    flips = ColorizationDataset(d, files, 256, noise_std=0.0, seed=3, hflip=True)
+    seen = []
+    for epoch in range(12):
+        a, b = plain[(epoch, 0)], flips[(epoch, 0)]
+        mirrored = torch.equal(b["rgb"], a["rgb"].flip(-1)) and torch.equal(b["gray"], a["gray"].flip(-1))
+        assert mirrored or torch.equal(b["rgb"], a["rgb"])  # the same crop, mirrored or not
+        seen.append(mirrored)
+    assert 2 <= sum(seen) <= 10
+    assert torch.equal(flips[(5, 0)]["rgb"], flips[(5, 0)]["rgb"])  # still deterministic

@@ -181,3 +181,16 @@ def test_ema_enabled_at_resume_starts_from_the_resumed_weights(stage1_run, photo
 def test_ema_decay_is_validated():
     with pytest.raises(UsageError, match="--ema"):
         tiny_train(ema_decay=1.0).validate()
+
+
+def test_resume_checks_settings_added_after_the_checkpoint(stage1_run, photos, tmp_path):
+    out1, _ = stage1_run
+    run = tmp_path / "old"
+    run.mkdir()
+    ck = torch.load(out1 / "last.pt", weights_only=True)
+    del ck["train_config"]["hflip"]  # as written before --hflip existed
+    torch.save(ck, run / "last.pt")
+    kw = dict(saliency_dir=out1 / "saliency", resume=True, quiet=True)
+    with pytest.raises(UsageError, match="hflip=False"):
+        train(tiny_train(max_steps=2, hflip=True), tiny_model(), photos, run, **kw)
+    assert train(tiny_train(max_steps=2), tiny_model(), photos, run, **kw)["steps"] == 2

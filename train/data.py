@@ -159,10 +159,10 @@ class ColorizationDataset(Dataset):
 
     def __init__(self, root: Path, files: Sequence[Path], crop: int, *, maps_dir: Path | None = None,
                  input_dir: Path | None = None, in_channels: int = 1, noise_std: float = 0.005,
-                 load_size: int = 0, seed: int = 0) -> None:
+                 load_size: int = 0, seed: int = 0, hflip: bool = False) -> None:
         self.root, self.files, self.crop = root, list(files), crop
         self.maps_dir, self.input_dir, self.in_channels = maps_dir, input_dir, in_channels
-        self.noise_std, self.load_size, self.seed = noise_std, load_size, seed
+        self.noise_std, self.load_size, self.seed, self.hflip = noise_std, load_size, seed, hflip
         self._input_names: dict[Path, Path] = {}
         if input_dir is not None:
             self._input_names = match_inputs(input_dir, self.files)
@@ -190,6 +190,9 @@ class ColorizationDataset(Dataset):
         y = int(rng.integers(0, nh - self.crop + 1))
         x = int(rng.integers(0, nw - self.crop + 1))
         planes = [_to_unit(p[y:y + self.crop, x:x + self.crop]) for p in planes]
+        # Drawn only when enabled, so runs without flips keep their exact sample stream.
+        if self.hflip and rng.random() < 0.5:
+            planes = [p[:, ::-1] for p in planes]
         rgb01 = planes[0]
         if self.input_dir is not None:
             inp01 = planes[1]

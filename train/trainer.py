@@ -28,7 +28,7 @@ from .monitor import Monitor
 
 # Settings that must not change across --resume (the rest, e.g. budgets, may).
 RESUME_FIXED = ("stage", "batch_size", "crop", "seed", "gan_mode", "pixel_loss", "use_gan", "use_attention",
-                "use_perceptual", "load_size", "input_noise_std")
+                "use_perceptual", "load_size", "input_noise_std", "hflip")
 
 
 def pick_device(name: str, dist: D.DistInfo) -> torch.device:
@@ -85,10 +85,12 @@ def _train(tcfg: TrainConfig, mcfg: ModelConfig, data: Path, out: Path, saliency
     ckpt = load_checkpoint(ckpt_path) if resume else None
     if ckpt is not None:
         old = ckpt["train_config"]
-        changed = [k for k in RESUME_FIXED if old.get(k) != getattr(tcfg, k)]
+        # Settings added after a checkpoint was written take their defaults for it.
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        changed = [k for k in RESUME_FIXED if old.get(k, defaults[k]) != getattr(tcfg, k)]
         if changed:
             raise UsageError(f"--resume with different {', '.join(changed)} than the checkpoint "
-                             f"({', '.join(f'{k}={old[k]!r}' for k in changed)})")
+                             f"({', '.join(f'{k}={old.get(k, defaults[k])!r}' for k in changed)})")
         mcfg = ModelConfig.from_dict(ckpt["model_config"])
     elif not resume and ckpt_path.exists():
         raise UsageError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
@@ -117,7 +119,8 @@ def _train(tcfg: TrainConfig, mcfg: ModelConfig, data: Path, out: Path, saliency
     if input_dir is None and mcfg.in_channels != 1:
         raise UsageError(f"the model takes {mcfg.in_channels} input channels: pass --paired-input DIR")
     ds = ColorizationDataset(data, files, tcfg.crop, maps_dir=maps, input_dir=input_dir, in_channels=mcfg.in_channels,
-                             noise_std=tcfg.input_noise_std, load_size=tcfg.load_size, seed=tcfg.seed)
+                             noise_std=tcfg.input_noise_std, load_size=tcfg.load_size, seed=tcfg.seed,
+                             hflip=tcfg.hflip)
     sampler = EpochSampler(len(ds), tcfg.batch_size, tcfg.seed, dist.rank, dist.world)
     per_epoch = sampler.batches_per_epoch()
     if per_epoch == 0:
