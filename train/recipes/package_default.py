@@ -27,7 +27,15 @@ def main() -> None:
     ap.add_argument("--stage", default="2", choices=("1", "2"))
     ap.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
     a = ap.parse_args()
-    gen, _ = load_generator(a.run / f"stage{a.stage}" / "generator.safetensors")
+    gen, w = load_generator(a.run / f"stage{a.stage}" / "generator.safetensors")
+    tc = json.loads(w.metadata.get("provenance", "{}")).get("train_config", {})
+    if a.stage == "1":
+        recipe = "stage 1 L1+attention"
+    else:
+        gan = "LSGAN" if tc.get("gan_mode") == "lsgan" else "WGAN-GP"
+        extras = [x for x, on in (("random horizontal flips", tc.get("hflip")),
+                                  (f"EMA {tc.get('ema_decay')} of the generator", tc.get("ema_decay"))) if on]
+        recipe = f"stage 1 L1+attention, stage 2 {gan} with D_c and D_A" + (f", {', '.join(extras)}" if extras else "")
     stages = {s: _load(a.run / f"stage{s}.json") for s in ("1", "2")}
     evals = {s: _load(a.run / f"eval_stage{s}.json") for s in ("1", "2")}
     ev = evals[a.stage]
@@ -38,7 +46,7 @@ def main() -> None:
         "summary": (f"scgan-lite trained on {n_train} photos; val PSNR {m.get('psnr', float('nan')):.2f} dB "
                     f"(gray {b.get('psnr', float('nan')):.2f}), SSIM {m.get('ssim', float('nan')):.4f} "
                     f"(gray {b.get('ssim', float('nan')):.4f}), CCI {m.get('cci_mean', float('nan')):.1f}"),
-        "recipe": "train/recipes/default-model.sh (stage 1 L1+attention, stage 2 WGAN-GP with D_c and D_A)",
+        "recipe": f"train/recipes/default-model.sh ({recipe})",
         "training_data": {"source": "shared data set photos/train_512 (gcompris-qt-data, opencv-doc, hugin-data, "
                                     "scikit-image, libjxl-testdata; licenses in its MANIFEST.md)",
                           "photos": n_train},
