@@ -363,8 +363,7 @@ def train_cmd(
         crop=crop, load_size=load_size, max_steps=max_steps, max_minutes=max_minutes, seed=seed, workers=workers,
         amp=amp, use_attention=not no_attention, use_gan=not no_gan, use_perceptual=not no_perceptual,
         gan_mode=gan_mode, pixel_loss=pixel_loss, d_norm=d_norm, input_noise_std=0.0 if no_noise else 0.005,
-        log_every=log_every, sample_every=sample_every, ema_decay=ema,
-        hflip=hflip)
+        log_every=log_every, sample_every=sample_every, ema_decay=ema, hflip=hflip)
     mcfg = preset(preset_name, in_channels=in_channels, use_gfn=not no_gfn)
     result = train(tcfg, mcfg, data, out, saliency_dir=saliency_dir, input_dir=paired_input, init=init,
                    gfn_weights=None if (no_gfn_pretrain or no_gfn) else gfn_weights,

@@ -48,7 +48,6 @@ class ColorizationStage(Stage):
         super().__init__(tcfg, device, dist)
         self.gen = build_generator(mcfg).to(device)
         self.modules = {"generator": self.gen}
-        self.ema: ModelEma | None = None
         if tcfg.ema_decay:
             self.ema = ModelEma(self.gen, tcfg.ema_decay).to(device)
             self.modules["generator_ema"] = self.ema
