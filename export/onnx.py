@@ -28,9 +28,13 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from scgan_rt import __version__
+from scgan_rt.version import __version__
+
+from .engine import DEFAULT_PROFILE
 from scgan_rt.atomic import atomic_path
-from scgan_rt.errors import ModelError, UsageError
+from scgan_rt.config import check_size
+from scgan_rt.errors import ModelError, ScganError, UsageError
+from scgan_rt.images import SAMPLES_DIR
 
 OPSET = 17
 INPUT_NAME = "gray"
@@ -63,7 +67,7 @@ class BatchSpec:
     def __str__(self) -> str:
         return "dynamic" if self.dynamic else f"{self.min}:{self.opt}:{self.max}"
 
-    def profile(self, default: tuple[int, int, int] = (1, 4, 8)) -> tuple[int, int, int]:
+    def profile(self, default: tuple[int, int, int] = DEFAULT_PROFILE) -> tuple[int, int, int]:
         return default if self.dynamic else (self.min, self.opt, self.max)  # type: ignore[return-value]
 
 
@@ -86,12 +90,6 @@ def parse_batch(spec: str | BatchSpec | Sequence[int] | None) -> BatchSpec:
     if len(nums) != 3 or not (1 <= nums[0] <= nums[1] <= nums[2]):
         raise UsageError(f"--batch must be MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, got {spec!r}")
     return BatchSpec(*nums)
-
-
-def check_size(size: int) -> int:
-    if size < 256 or size % 256:
-        raise UsageError(f"--size must be a multiple of 256 (the U-Net has 8 stride-2 stages), got {size}")
-    return int(size)
 
 
 @dataclass
@@ -313,12 +311,7 @@ def sample_gray_images(size: int = 256, limit: int = 4) -> np.ndarray:
     from PIL import Image
 
     imgs: list[np.ndarray] = []
-    sdir = Path(__file__).resolve().parent.parent / "scgan_rt" / "samples"
-    try:
-        import scgan_rt
-        sdir = Path(scgan_rt.__file__).parent / "samples"
-    except Exception:  # pragma: no cover
-        pass
+    sdir = SAMPLES_DIR
     if sdir.is_dir():
         for p in sorted(sdir.rglob("*")):
             if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"):
@@ -389,52 +382,32 @@ def load_onnx(path: str | os.PathLike[str], load_external: bool = True):
     return model
 
 
+def cache_dir(kind: str = "") -> Path:
+    """``$SCGAN_RT_CACHE`` or ``~/.cache/scgan-rt`` (+ ``kind``): exported ONNX per weights."""
+    base = os.environ.get("SCGAN_RT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "scgan-rt")
+    return Path(base) / kind if kind else Path(base)
+
+
+def cached_onnx(weights: str | os.PathLike[str], size: int = 256, with_saliency: bool = False, fp16: bool = False,
+                sha256: str | None = None) -> Path:
+    """The ONNX export of ``weights`` at ``size``, exported once into the cache (atomically)
+    and reused while its recorded weights sha256 matches."""
+    from scgan_rt.weights import sha256_file
+
+    sha = sha256 or sha256_file(weights)
+    name = f"{sha[:20]}-{size}-{'rgb+sal' if with_saliency else 'rgb'}-{'fp16' if fp16 else 'fp32'}.onnx"
+    path = cache_dir("onnx") / name
+    if path.is_file():
+        try:
+            meta = onnx_info(path)
+            if meta.get("weights_sha256") == sha and meta.get("size") == str(size):
+                return path
+        except ScganError:
+            pass  # corrupt / stale cache entry: re-export over it
+    export_onnx(weights, path, size=size, fp16=fp16, with_saliency=with_saliency)
+    return path
+
+
 def onnx_info(path: str | os.PathLike[str]) -> dict[str, str]:
     """The scgan-rt metadata of an ONNX file (after the external-data check)."""
     return get_metadata(load_onnx(path, load_external=False))
-
-
-# --------------------------------------------------------------------------- parity
-
-
-def ort_session(path: str | os.PathLike[str], threads: int | None = None):
-    import onnxruntime as ort
-
-    load_onnx(path, load_external=False)  # external-data guard before ORT touches it
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def torch_reference(weights: str | os.PathLike[str], gray: np.ndarray, with_saliency: bool = False):
-    """PyTorch eval-mode output (unfolded model) for ``gray``: rgb (and saliency)."""
-    import torch
-
-    from scgan_rt.weights import load_generator
-
-    gen, _ = load_generator(weights, "cpu")
-    with torch.no_grad():
-        rgb, sal = gen(torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32)), with_saliency=with_saliency)
-    return rgb.numpy(), (sal.numpy() if sal is not None else None)
-
-
-def parity(weights: str | os.PathLike[str], onnx_path: str | os.PathLike[str], gray: np.ndarray) -> dict[str, float]:
-    """Max abs error of ONNX Runtime (CPU) vs PyTorch eval, per output."""
-    sess = ort_session(onnx_path)
-    outs = sess.run(None, {INPUT_NAME: np.ascontiguousarray(gray, dtype=np.float32)})
-    names = [o.name for o in sess.get_outputs()]
-    ref_rgb, ref_sal = torch_reference(weights, gray, OUTPUT_SALIENCY in names)
-    res = {OUTPUT_RGB: float(np.abs(outs[names.index(OUTPUT_RGB)] - ref_rgb).max())}
-    if OUTPUT_SALIENCY in names and ref_sal is not None:
-        res[OUTPUT_SALIENCY] = float(np.abs(outs[names.index(OUTPUT_SALIENCY)] - ref_sal).max())
-    return res
-
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 2.0) -> float:
-    """PSNR in dB; default peak 2 for [-1, 1] tensors (same as [0, 1] images after x/2+.5)."""
-    from scgan_rt.metrics import psnr as _psnr
-
-    return _psnr(np.asarray(a), np.asarray(b), data_range=peak)

@@ -9,7 +9,7 @@
 * One optimisation profile ``MIN:OPT:MAX`` on the batch axis of ``gray``; workspace pool
   limit; optional timing cache (read and written back atomically); progress through
   ``IProgressMonitor`` when the TensorRT build has it, else a spinner.
-* The engine file = JSON header + serialized engine (``scgan_rt.tensorrt_backend``),
+* The engine file = JSON header + serialized engine (``export.engine``),
   written atomically and named by the cache key (ONNX hash, GPU, TensorRT version,
   precision, profile, size).
 """
@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from scgan_rt import __version__
+from scgan_rt.version import __version__
 from scgan_rt.atomic import atomic_path
 from scgan_rt.errors import ModelError, UsageError
-from scgan_rt.tensorrt_backend import (engine_cache_name, engine_dir, gpu_identity, import_tensorrt, trt_major,
-                                       write_engine_file)
-
+from .engine import (DEFAULT_WORKSPACE_GIB, engine_cache_name, engine_dir, gpu_identity, import_tensorrt,
+                     trt_major, write_engine_file)
 from .onnx import INPUT_NAME, check_size, convert_to_fp16, get_metadata, load_onnx, parse_batch
 
 
@@ -96,7 +95,7 @@ def _parse(trt: Any, network: Any, logger: Any, onnx_bytes: bytes, name: str) ->
 
 
 def build_engine(onnx: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = "engines",
-                 fp16: bool = False, batch: Any = None, size: int | None = None, workspace_gib: float = 4.0,
+                 fp16: bool = False, batch: Any = None, size: int | None = None, workspace_gib: float = DEFAULT_WORKSPACE_GIB,
                  timing_cache: str | os.PathLike[str] | None = None, *, trt: Any | None = None,
                  gpu: tuple[str, str] | None = None, device_id: int = 0, quiet: bool = False) -> Path:
     """Build (or reuse from the cache) the engine for ``onnx``; returns the engine path."""

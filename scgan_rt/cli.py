@@ -17,7 +17,13 @@ from typing import Any, Optional, TypeVar
 import typer
 from rich.console import Console
 
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ScganError, Terminated
+from .backends import names as backend_names
+from .export.engine import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GIB
+from .config import TrainConfig
+from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ScganError, Terminated, note_signal,
+                     raise_if_signalled)
+from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, InferConfig
+from .version import __version__
 
 app = typer.Typer(
     help="SCGAN colorization: photos, folders and films, from training to TensorRT.",
@@ -31,6 +37,23 @@ app.add_typer(model_app, name="model")
 console = Console(stderr=True)
 out = Console()
 F = TypeVar("F", bound=Callable[..., Any])
+I = InferConfig  # option defaults are the settings' own field defaults
+T = TrainConfig
+BACKEND_CHOICES = "|".join(backend_names())
+DEVICE_CHOICES = "auto|cpu|cuda|cuda:N"
+MODEL_HELP = "'default' (the bundled model), its preset name, or a weights/ONNX/engine file."
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"scgan-rt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """SCGAN colorization: photos, folders and films, from training to TensorRT."""
 
 
 def guarded(fn: F) -> F:
@@ -39,7 +62,9 @@ def guarded(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            raise_if_signalled()  # an interrupt that native code swallowed still ends the run
+            return result
         except ScganError as e:
             if os.environ.get("SCGAN_DEBUG"):
                 raise
@@ -65,20 +90,10 @@ def print_json(obj: Any) -> None:
     out.print_json(json.dumps(obj, default=str))
 
 
-# --- foundation commands (issue 2) ---
+def _weights(model: Optional[str]) -> Path:
+    from .weights import resolve_weights
 
-
-def _weights_or_default(model: Optional[Path]) -> Path:
-    from .errors import ModelError
-    from .weights import default_weights
-
-    if model is not None:
-        return model
-    d = default_weights()
-    if d is None:
-        raise ModelError("no default model is bundled with this build; pass --model W.safetensors "
-                         "(create one with `scgan-rt model init --preset scgan-lite -o W.safetensors`)")
-    return d
+    return resolve_weights(model)
 
 
 @app.command("info")
@@ -89,7 +104,7 @@ def info_cmd(json_out: bool = typer.Option(False, "--json", help="Machine-readab
 
     import torch
 
-    from . import __version__
+    from .version import __version__
     from .backends import backend_report
     from .weights import default_weights, describe, read_weights
 
@@ -104,7 +119,7 @@ def info_cmd(json_out: bool = typer.Option(False, "--json", help="Machine-readab
     dw = default_weights()
     default = describe(read_weights(dw)) if dw else None
     backends = [b.__dict__ for b in backend_report()]
-    from .video import video_encoders
+    from .encoding import video_encoders
 
     encoders = video_encoders()
     if json_out:
@@ -153,15 +168,15 @@ def model_init_cmd(
 @model_app.command("info")
 @guarded
 def model_info_cmd(
-    weights: Path = typer.Argument(..., help="Weights file."),
-    size: int = typer.Option(256, "--size", help="Frame size for the GFLOPs figure."),
+    weights: Optional[str] = typer.Argument(None, help="Weights file; default: the bundled model."),
+    size: int = typer.Option(I.size, "--size", help="Frame size for the GFLOPs figure."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Preset, parameter count, GFLOPs per frame and provenance of a weights file."""
     from .model import count_parameters, gflops_per_frame
     from .weights import describe, load_generator
 
-    gen, w = load_generator(weights)
+    gen, w = load_generator(_weights(weights))
     d = describe(w)
     d["parameters"] = count_parameters(gen)
     d["gflops_per_frame"] = round(gflops_per_frame(gen, size, w.config.in_channels, with_saliency=False), 3)
@@ -186,67 +201,88 @@ def _progress() -> Any:
                     console=console, transient=True)
 
 
+class _RunProgress:
+    """Files and video frames per second for ``colorize``'s progress bars."""
+
+    def __init__(self, prog: Any, backend: str, total: int) -> None:
+        import time
+
+        self.prog, self.backend, self.clock = prog, backend, time.perf_counter
+        self.t0 = self.clock()
+        self.task = prog.add_task(f"colorizing [{backend}]", total=total, rate="")
+        self.vtask: Any = None
+        self.vt0: dict[str, float] = {}
+
+    def files(self, done: int, total: int) -> None:
+        dt = self.clock() - self.t0
+        self.prog.update(self.task, completed=done, rate=f"{done / dt:.2f} files/s" if dt > 0 else "")
+
+    def frames(self, name: str, done: int, total: int) -> None:
+        start = self.vt0.setdefault(name, self.clock())
+        if self.vtask is None:
+            self.vtask = self.prog.add_task("", total=None, rate="")
+        fps = done / max(self.clock() - start, 1e-9)
+        self.prog.update(self.vtask, description=f"  {name} [{self.backend}]", completed=done, total=total or None,
+                         rate=f"{fps:.1f} frames/s")
+
+
+def _encoder_preset(encoder_preset: str, preset_alias: Optional[str]) -> str:
+    if preset_alias is None:
+        return encoder_preset
+    console.print("[yellow]warning:[/yellow] --preset is deprecated here; use --encoder-preset", highlight=False)
+    return preset_alias
+
+
 @app.command("colorize")
 @guarded
 def colorize_cmd(
-    inputs: list[Path] = typer.Argument(..., help="Image/video files and/or folders (recursive).", readable=False),
+    inputs: list[Path] = typer.Argument(..., help="Image/video files and/or folders (recursive).", readable=False,
+                                        metavar="INPUT..."),
     output: Optional[Path] = typer.Option(
         None, "-o", "--output", help="A file path for a single input, otherwise a folder mirroring the inputs. "
         "Default: beside each input as NAME_colorized.EXT (a folder F goes to F_colorized/)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Weights (.safetensors); default: the bundled model.",
-                                           readable=False),
-    backend: str = typer.Option("auto", "--backend", help="auto|torch|onnxruntime|tensorrt"),
-    device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
-    batch_size: int = typer.Option(4, "--batch-size", min=1),
-    size: int = typer.Option(256, "--size", help="Network input size (multiple of 256)."),
-    save_saliency: bool = typer.Option(False, "--save-saliency", help="Also write NAME_saliency.png (photos)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo outputs that already exist."),
-    skip_color: bool = typer.Option(False, "--skip-color", help="Skip photos that already have colour."),
-    force: bool = typer.Option(False, "--force", help="Recolorize videos that already have colour (skipped by default)."),
-    codec: str = typer.Option("libx264", "--codec", help="Video encoder (libx264, libx265, libvpx-vp9, ...)."),
-    crf: int = typer.Option(18, "--crf", help="Video quality (constant rate factor; lower is better)."),
-    preset: str = typer.Option("medium", "--preset", help="x264/x265 speed preset (ultrafast ... veryslow)."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    backend: str = typer.Option(I.backend, "--backend", metavar=BACKEND_CHOICES, help="Inference backend."),
+    device: str = typer.Option(I.device, "--device", metavar=DEVICE_CHOICES, help="Where the network runs."),
+    batch_size: int = typer.Option(I.batch_size, "--batch-size", help="Frames per network call."),
+    size: int = typer.Option(I.size, "--size", help="Network input size (a multiple of 256)."),
+    save_saliency: bool = typer.Option(I.save_saliency, "--save-saliency", help="Also write NAME_saliency.png (photos)."),
+    overwrite: bool = typer.Option(I.overwrite, "--overwrite", help="Redo outputs that already exist."),
+    skip_color: bool = typer.Option(I.skip_color, "--skip-color", help="Skip photos that already have colour."),
+    force: bool = typer.Option(I.force, "--force", help="Recolorize videos that already have colour (skipped by default)."),
+    codec: str = typer.Option(I.codec, "--codec", help="Video encoder (libx264, libx265, libvpx-vp9, ...)."),
+    crf: int = typer.Option(I.crf, "--crf", help="Video quality (constant rate factor; lower is better)."),
+    encoder_preset: str = typer.Option(I.encoder_preset, "--encoder-preset", help="x264/x265 speed preset (ultrafast ... veryslow)."),
+    preset_alias: Optional[str] = typer.Option(None, "--preset", hidden=True),
     temporal_strength: float = typer.Option(
-        0.7, "--temporal-strength", help="Video chroma smoothing over time in [0, 1); 0 turns it off."),
-    preview: int = typer.Option(0, "--preview", help="Only write N evenly spaced colorized frames per video as PNG."),
-    compare: bool = typer.Option(False, "--compare", help="Write videos as gray | colour side by side (NAME_compare)."),
+        I.temporal_strength, "--temporal-strength", help="Video chroma smoothing over time in [0, 1); 0 turns it off."),
+    preview: int = typer.Option(I.preview, "--preview", help="Only write N evenly spaced colorized frames per video as PNG "
+                                "(into -o, else NAME_preview/ beside the video)."),
+    compare: bool = typer.Option(I.compare, "--compare", help="Write videos as gray | colour side by side (NAME_compare)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Colorize photos and videos at their original resolution (luminance kept, chroma predicted)."""
-    import time
-
-    from .backends import open_backend, resolve_device
-    from .config import InferConfig
+    from .colorizer import Colorizer
     from .errors import EXIT_BAD_INPUT, EXIT_PARTIAL
-    from .pipeline import Colorizer, colorize_files, plan_jobs, preflight_outputs
+    from .pipeline import colorize_files, plan_jobs, preflight_outputs
 
     cfg = InferConfig(size=size, batch_size=batch_size, backend=backend, device=device, skip_color=skip_color,
-                      save_saliency=save_saliency, overwrite=overwrite, codec=codec, crf=crf, preset=preset,
+                      save_saliency=save_saliency, overwrite=overwrite, codec=codec, crf=crf,
+                      encoder_preset=_encoder_preset(encoder_preset, preset_alias),
                       temporal_strength=temporal_strength, force=force, compare=compare, preview=preview).validate()
-    jobs = plan_jobs(inputs, output, video_tag="_compare" if compare else None)
+    jobs = plan_jobs(inputs, output, video_tag="_compare" if compare else None, preview=bool(preview))
     preflight_outputs(jobs)
-    be = open_backend(cfg.backend, _weights_or_default(model), device=cfg.device, with_saliency=save_saliency)
-    colorizer = Colorizer(be, size=cfg.size, device=resolve_device(cfg.device))
+    colorizer = Colorizer.open(cfg, _weights(model))
     with _progress() as prog:
-        task = prog.add_task(f"colorizing [{be.name}]", total=len(jobs), rate="")
-        vtask = None
-        t0 = time.perf_counter()
-        vt0: dict[str, float] = {}
+        bars = _RunProgress(prog, colorizer.backend.name, len(jobs))
+        rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames)
+    _print_report(rep, json_out)
+    if rep.failed:
+        # Nothing usable at all is a bad-input run; a batch with some failures is partial.
+        raise typer.Exit(EXIT_PARTIAL if rep.done or rep.skipped_existing else EXIT_BAD_INPUT)
 
-        def on_progress(done: int, total: int) -> None:
-            dt = time.perf_counter() - t0
-            prog.update(task, completed=done, rate=f"{done / dt:.2f} files/s" if dt > 0 else "")
 
-        def on_frame(name: str, done: int, total: int) -> None:
-            nonlocal vtask
-            start = vt0.setdefault(name, time.perf_counter())
-            if vtask is None:
-                vtask = prog.add_task("", total=None, rate="")
-            fps = done / max(time.perf_counter() - start, 1e-9)
-            prog.update(vtask, description=f"  {name} [{be.name}]", completed=done, total=total or None,
-                        rate=f"{fps:.1f} frames/s")
-
-        rep = colorize_files(jobs, colorizer, cfg, on_progress=on_progress, on_frame=on_frame)
+def _print_report(rep: Any, json_out: bool) -> None:
     if json_out:
         print_json(rep.as_dict())
     else:
@@ -260,39 +296,33 @@ def colorize_cmd(
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
     for path, err in rep.failed:
         console.print(f"[red]failed:[/red] {err}", highlight=False, soft_wrap=True)
-    if rep.failed:
-        # Nothing usable at all is a bad-input run; a batch with some failures is partial.
-        raise typer.Exit(EXIT_PARTIAL if rep.done or rep.skipped_existing else EXIT_BAD_INPUT)
 
 
 @app.command("evaluate")
 @guarded
 def evaluate_cmd(
     folder: Path = typer.Argument(..., help="Folder of colour photos (ground truth)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Weights; default: the bundled model."),
-    size: int = typer.Option(256, "--size", help="Evaluation size (paper: 256)."),
-    backend: str = typer.Option("auto", "--backend"),
-    device: str = typer.Option("auto", "--device"),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    size: int = typer.Option(I.size, "--size", help="Evaluation size (paper: 256)."),
+    backend: str = typer.Option(I.backend, "--backend", metavar=BACKEND_CHOICES),
+    device: str = typer.Option(I.device, "--device", metavar=DEVICE_CHOICES),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """PSNR, SSIM, CCI mean and CCI ratio of the model vs the grayscale baseline (paper Table I)."""
     import numpy as np
 
-    from .backends import open_backend, resolve_device
-    from .config import InferConfig
+    from .colorizer import Colorizer
     from .errors import InputError
     from .images import LoadedImage
     from .metrics import evaluate
-    from .pipeline import Colorizer
 
     cfg = InferConfig(size=size, backend=backend, device=device).validate()
     if not folder.is_dir():
         raise InputError(f"not a folder: {folder}")
-    be = open_backend(cfg.backend, _weights_or_default(model), device=cfg.device)
-    colorizer = Colorizer(be, size=cfg.size, device=resolve_device(cfg.device))
+    colorizer = Colorizer.open(cfg, _weights(model))
 
     def run(gray: np.ndarray) -> np.ndarray:
-        return colorizer.colorize([LoadedImage(folder, gray, None, 8, "L", "", False)])[0][0]
+        return colorizer.colorize_batch([LoadedImage(folder, gray, None, 8, "L", "", False)])[0][0]
 
     with _progress() as prog:
         task = prog.add_task("evaluating", total=None, rate="")
@@ -311,15 +341,13 @@ def evaluate_cmd(
                   f"{100 * s['cci_ratio']:.1f}%")
     out.print(t)
 
-# --- train commands (issue 3) ---
-
 
 @app.command("train")
 @guarded
 def train_cmd(
     data: Path = typer.Option(..., "--data", help="Colour photos (any depth); for --stage gfn a class-per-folder tree."),
-    out: Path = typer.Option(..., "--out", help="Run directory (last.pt, generator.safetensors, tb/, saliency/)."),
-    stage: str = typer.Option("1", "--stage", help="1 (L1 + attention), 2 (WGAN-GP, needs --init) or gfn."),
+    out_dir: Path = typer.Option(..., "--out", help="Run directory (last.pt, generator.safetensors, tb/, saliency/)."),
+    stage: str = typer.Option(T.stage, "--stage", help="1 (L1 + attention), 2 (WGAN-GP, needs --init) or gfn."),
     preset_name: str = typer.Option("scgan", "--preset", help="Model preset (ignored with --init/--resume)."),
     saliency_dir: Optional[Path] = typer.Option(None, "--saliency-dir", help="Saliency maps mirroring --data as .png; default: computed into OUT/saliency."),
     paired_input: Optional[Path] = typer.Option(None, "--paired-input", help="Paired mode (§F): input images/.npy matched to --data targets by relative path."),
@@ -328,48 +356,53 @@ def train_cmd(
     gfn_weights: Optional[Path] = typer.Option(None, "--gfn-weights", help="Pretrained GFN (from --stage gfn) loaded by name."),
     perceptual_weights: Optional[str] = typer.Option(None, "--perceptual-weights", help="ImageNet VGG-16 state dict (default: torch hub cache)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Default: 10 (stage 1), 30 (stage 2)."),
-    batch_size: int = typer.Option(8, "--batch-size"),
-    crop: int = typer.Option(256, "--crop", help="Random crop size, a multiple of 256."),
-    load_size: int = typer.Option(0, "--load-size", help="Resize short side to this before cropping (0: only upscale when < crop)."),
-    max_steps: int = typer.Option(0, "--max-steps", help="Stop after this many steps (0: no limit)."),
-    max_minutes: float = typer.Option(0.0, "--max-minutes", help="Stop cleanly at this wall-clock budget (0: none)."),
+    batch_size: int = typer.Option(T.batch_size, "--batch-size"),
+    crop: int = typer.Option(T.crop, "--crop", help="Random crop size, a multiple of 256."),
+    load_size: int = typer.Option(T.load_size, "--load-size", help="Resize short side to this before cropping (0: only upscale when < crop)."),
+    max_steps: int = typer.Option(T.max_steps, "--max-steps", help="Stop after this many steps (0: no limit)."),
+    max_minutes: float = typer.Option(T.max_minutes, "--max-minutes", help="Stop cleanly at this wall-clock budget (0: none)."),
     resume: bool = typer.Option(False, "--resume", help="Continue OUT/last.pt exactly."),
-    seed: int = typer.Option(0, "--seed"),
-    workers: int = typer.Option(2, "--workers", help="DataLoader worker processes."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
-    amp: bool = typer.Option(False, "--amp", help="bf16 mixed precision (CUDA only)."),
+    seed: int = typer.Option(T.seed, "--seed"),
+    workers: int = typer.Option(T.workers, "--workers", help="DataLoader worker processes."),
+    device: str = typer.Option("auto", "--device", metavar=DEVICE_CHOICES),
+    amp: bool = typer.Option(T.amp, "--amp", help="bf16 mixed precision (CUDA only)."),
     no_attention: bool = typer.Option(False, "--no-attention", help="Ablation: no saliency branch, L_A or D_A."),
     no_gan: bool = typer.Option(False, "--no-gan", help="Ablation: stage 2 without discriminators."),
     no_perceptual: bool = typer.Option(False, "--no-perceptual", help="Ablation: no VGG perceptual loss."),
-    gan_mode: str = typer.Option("wgangp", "--gan-mode", help="wgangp or lsgan."),
+    gan_mode: str = typer.Option(T.gan_mode, "--gan-mode", help="wgangp or lsgan."),
     no_gfn: bool = typer.Option(False, "--no-gfn", help="Ablation: generator without the global feature network."),
     no_gfn_pretrain: bool = typer.Option(False, "--no-gfn-pretrain", help="Ablation: ignore --gfn-weights."),
-    pixel_loss: str = typer.Option("l1", "--pixel-loss", help="l1 or l2."),
-    d_norm: str = typer.Option("", "--d-norm", help="Critic normalisation: bn (paper), in or none; default: the preset's."),
+    pixel_loss: str = typer.Option(T.pixel_loss, "--pixel-loss", help="l1 or l2."),
+    d_norm: str = typer.Option(T.d_norm, "--d-norm", help="Critic normalisation: bn (paper), in or none; default: the preset's."),
     no_noise: bool = typer.Option(False, "--no-input-noise", help="Disable the paper's N(0, 0.005) input noise."),
-    hflip: bool = typer.Option(False, "--hflip", help="Random horizontal flips (not in the paper)."),
-    ema: float = typer.Option(0.0, "--ema", help="Also keep an EMA of the generator with this decay (e.g. 0.999) and export it (0: off)."),
-    log_every: int = typer.Option(10, "--log-every", help="TensorBoard scalars every N steps."),
-    sample_every: int = typer.Option(200, "--sample-every", help="TensorBoard image grids every N steps."),
+    hflip: bool = typer.Option(T.hflip, "--hflip", help="Random horizontal flips (not in the paper)."),
+    ema: float = typer.Option(T.ema_decay, "--ema", help="Also keep an EMA of the generator with this decay (e.g. 0.999) and export it (0: off)."),
+    log_every: int = typer.Option(T.log_every, "--log-every", help="TensorBoard scalars every N steps."),
+    sample_every: int = typer.Option(T.sample_every, "--sample-every", help="TensorBoard image grids every N steps."),
     ckpt_every: int = typer.Option(1000, "--ckpt-every", help="Also checkpoint every N steps (0: epoch ends only)."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Train SCGAN: stage 1, stage 2 (--init), or GFN pretraining; resumable, torchrun-aware."""
-    from .config import TrainConfig, preset
+    from .config import preset
     from .train.trainer import train
 
-    tcfg = TrainConfig(
-        stage=stage, epochs=epochs if epochs is not None else (30 if stage == "2" else 10), batch_size=batch_size,
-        crop=crop, load_size=load_size, max_steps=max_steps, max_minutes=max_minutes, seed=seed, workers=workers,
-        amp=amp, use_attention=not no_attention, use_gan=not no_gan, use_perceptual=not no_perceptual,
-        gan_mode=gan_mode, pixel_loss=pixel_loss, d_norm=d_norm, input_noise_std=0.0 if no_noise else 0.005,
-        log_every=log_every, sample_every=sample_every, ema_decay=ema, hflip=hflip)
+    tcfg = _train_config(stage=stage, epochs=epochs, batch_size=batch_size, crop=crop, load_size=load_size,
+                         max_steps=max_steps, max_minutes=max_minutes, seed=seed, workers=workers, amp=amp,
+                         use_attention=not no_attention, use_gan=not no_gan, use_perceptual=not no_perceptual,
+                         gan_mode=gan_mode, pixel_loss=pixel_loss, d_norm=d_norm, no_noise=no_noise,
+                         log_every=log_every, sample_every=sample_every, ema_decay=ema, hflip=hflip)
     mcfg = preset(preset_name, in_channels=in_channels, use_gfn=not no_gfn)
-    result = train(tcfg, mcfg, data, out, saliency_dir=saliency_dir, input_dir=paired_input, init=init,
+    result = train(tcfg, mcfg, data, out_dir, saliency_dir=saliency_dir, input_dir=paired_input, init=init,
                    gfn_weights=None if (no_gfn_pretrain or no_gfn) else gfn_weights,
                    perceptual_weights=perceptual_weights, resume=resume, device=device, ckpt_every=ckpt_every)
     if json_out:
         print_json(result)
+
+
+def _train_config(*, stage: str, epochs: Optional[int], no_noise: bool, **fields: Any) -> TrainConfig:
+    """The one place CLI flags become a ``TrainConfig`` (stage-dependent epochs, noise off)."""
+    return TrainConfig(stage=stage, epochs=epochs if epochs is not None else TrainConfig.epochs_for(stage),
+                       input_noise_std=0.0 if no_noise else TrainConfig.input_noise_std, **fields)
 
 
 @app.command("saliency")
@@ -392,15 +425,12 @@ def saliency_cmd(
     else:
         console.print(f"{r['computed']} maps computed, {r['reused']} reused, {len(r['failed'])} failed -> {maps_dir}")
 
-# --- deployment commands (issue 4) ---
-
-
 @app.command("export")
 @guarded
 def export_cmd(
-    model: Path = typer.Option(..., "--model", help="Generator weights (.safetensors)."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     output: Path = typer.Option(..., "-o", "--output", help="ONNX file to write."),
-    size: int = typer.Option(256, "--size", help="Input size (multiple of 256)."),
+    size: int = typer.Option(I.size, "--size", help="Input size (a multiple of 256)."),
     batch: str = typer.Option("dynamic", "--batch", help="'dynamic' or MIN:OPT:MAX (default TensorRT profile)."),
     fp16: bool = typer.Option(False, "--fp16", help="FP16 graph with float32 I/O (for TensorRT 11)."),
     with_saliency: bool = typer.Option(False, "--with-saliency", help="Also output the saliency map."),
@@ -409,7 +439,7 @@ def export_cmd(
     from .export.onnx import export_onnx, sample_gray_images
 
     photos = sample_gray_images(size)
-    res = export_onnx(model, output, size=size, batch=batch, fp16=fp16, with_saliency=with_saliency,
+    res = export_onnx(_weights(model), output, size=size, batch=batch, fp16=fp16, with_saliency=with_saliency,
                       activation_images=photos if len(photos) else None)
     out.print(f"wrote {res.path} ({res.precision}, {res.size}px, batch {res.batch}, outputs {', '.join(res.outputs)}; "
               f"sha256 {res.sha256[:12]})", highlight=False)
@@ -424,9 +454,9 @@ def build_engine_cmd(
     onnx: Path = typer.Option(..., "--onnx", help="ONNX model from `scgan-rt export`."),
     output: Path = typer.Option(Path("engines"), "-o", "--output", help="Engine folder (the cache)."),
     fp16: bool = typer.Option(False, "--fp16", help="FP16 (TRT 10: builder flag; TRT 11: FP16 graph)."),
-    batch: Optional[str] = typer.Option(None, "--batch", help="MIN:OPT:MAX (default: from the ONNX, else 1:4:8)."),
+    batch: Optional[str] = typer.Option(None, "--batch", help=f"MIN:OPT:MAX (default: from the ONNX, else {':'.join(map(str, DEFAULT_PROFILE))})."),
     size: Optional[int] = typer.Option(None, "--size", help="Input size (default: the ONNX's)."),
-    workspace: float = typer.Option(4.0, "--workspace", help="Builder workspace limit in GiB."),
+    workspace: float = typer.Option(DEFAULT_WORKSPACE_GIB, "--workspace", help="Builder workspace limit in GiB."),
     timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file (read + updated)."),
 ) -> None:
     """Build a TensorRT engine (JSON header + plan) for this GPU and TensorRT version."""
@@ -441,22 +471,22 @@ def build_engine_cmd(
 @guarded
 def benchmark_video_cmd(
     clip: Path = typer.Argument(..., help="Video to time (not modified)."),
-    backend: str = typer.Option("auto", "--backend"),
-    model: Optional[Path] = typer.Option(None, "--model", help="Weights; default: the bundled model."),
-    device: str = typer.Option("auto", "--device"),
-    batch_size: int = typer.Option(4, "--batch-size", min=1),
-    codec: str = typer.Option("libx264", "--codec"),
-    crf: int = typer.Option(18, "--crf"),
-    preset: str = typer.Option("medium", "--preset"),
+    backend: str = typer.Option(I.backend, "--backend", metavar=BACKEND_CHOICES),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    device: str = typer.Option(I.device, "--device", metavar=DEVICE_CHOICES),
+    batch_size: int = typer.Option(I.batch_size, "--batch-size"),
+    codec: str = typer.Option(I.codec, "--codec"),
+    crf: int = typer.Option(I.crf, "--crf"),
+    encoder_preset: str = typer.Option(I.encoder_preset, "--encoder-preset", help="x264/x265 speed preset."),
+    preset_alias: Optional[str] = typer.Option(None, "--preset", hidden=True),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Video speed: model-only, codec-only and end-to-end frames/s against the pipeline bound."""
-    from .config import InferConfig
-    from .export.benchmark import benchmark_video
+    from .benchmark import benchmark_video
 
     cfg = InferConfig(batch_size=batch_size, backend=backend, device=device, codec=codec, crf=crf,
-                      preset=preset).validate()
-    r = benchmark_video(clip, _weights_or_default(model), backend=cfg.backend, device=cfg.device, cfg=cfg)
+                      encoder_preset=_encoder_preset(encoder_preset, preset_alias)).validate()
+    r = benchmark_video(clip, _weights(model), cfg)
     if json_out:
         print_json(r)
         return
@@ -491,39 +521,47 @@ def evaluate_video_cmd(
 @app.command("benchmark")
 @guarded
 def benchmark_cmd(
-    backend: str = typer.Option("auto", "--backend",
-                                help="auto|torch|onnxruntime|tensorrt, or a comma list (each in its own process)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="Weights (.safetensors); default: bundled model."),
+    backend: str = typer.Option(I.backend, "--backend", metavar=f"{BACKEND_CHOICES}[,...]",
+                                help="A backend, or a comma list (each timed in its own process)."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     preset_name: Optional[str] = typer.Option(None, "--preset", help="Random-init model of this preset instead."),
-    batch: int = typer.Option(1, "--batch", min=1),
-    size: int = typer.Option(256, "--size"),
-    device: str = typer.Option("auto", "--device", help="auto|cpu|cuda"),
-    iters: int = typer.Option(20, "--iters", min=1, help="Timed calls (after warm-up)."),
-    max_seconds: float = typer.Option(20.0, "--max-seconds", help="Stop timing after this long (>= 3 calls)."),
+    batch_size: int = typer.Option(BENCH_BATCH, "--batch-size", "--batch", help="Frames per call."),
+    size: int = typer.Option(I.size, "--size"),
+    device: str = typer.Option(I.device, "--device", metavar=DEVICE_CHOICES),
+    iters: int = typer.Option(BENCH_ITERS, "--iters", help="Timed calls (after warm-up)."),
+    max_seconds: float = typer.Option(BENCH_SECONDS, "--max-seconds", help="Stop timing after this long (>= 3 calls)."),
     json_out: bool = typer.Option(False, "--json", help="JSON: fps, latency_ms_p50, latency_ms_p95, peak_rss_mb."),
 ) -> None:
     """Model-only speed: frames/s, latency p50/p95 and peak RSS per backend (same weights)."""
     import tempfile
 
+    from .benchmark import preset_weights, run_benchmark, run_isolated
     from .errors import UsageError
-    from .export.benchmark import preset_weights, run_benchmark, run_isolated
 
     if model is not None and preset_name is not None:
         raise UsageError("pass --model or --preset, not both")
     names = [b.strip() for b in backend.split(",") if b.strip()]
+    for n in names:
+        InferConfig(backend=n, device=device, size=size, batch_size=batch_size).validate()
+    if iters < 1:
+        raise UsageError(f"--iters must be >= 1, got {iters}")
     with tempfile.TemporaryDirectory(prefix="scgan-bench-") as td:
-        weights = preset_weights(preset_name, td) if preset_name else _weights_or_default(model)
+        weights = preset_weights(preset_name, td) if preset_name else _weights(model)
         if len(names) == 1:
-            results = [run_benchmark(names[0], weights, batch=batch, size=size, device=device, iters=iters,
+            results = [run_benchmark(names[0], weights, batch=batch_size, size=size, device=device, iters=iters,
                                      max_seconds=max_seconds)]
         else:
-            results = [run_isolated(n, weights, batch, size, device, iters, max_seconds) for n in names]
+            results = [run_isolated(n, weights, batch_size, size, device, iters, max_seconds) for n in names]
     label = preset_name or Path(str(weights)).name
     for r in results:
         r["model"] = label
     if json_out:
         print_json(results[0] if len(results) == 1 else results)
         return
+    _print_benchmark(results, label)
+
+
+def _print_benchmark(results: list[dict[str, Any]], label: str) -> None:
     out.print(f"{'backend':<14}{'device':<8}{'batch':>6}{'fps':>9}{'p50 ms':>10}{'p95 ms':>10}{'RSS MB':>9}  model")
     for r in results:
         out.print(f"{r['backend']:<14}{r['device']:<8}{r['batch']:>6}{r['fps']:>9.2f}{r['latency_ms_p50']:>10.1f}"
@@ -534,16 +572,33 @@ def benchmark_cmd(
             out.print(f"{r['backend']} / {results[0]['backend']}: {r['fps'] / base:.2f}x", highlight=False)
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Terminated()
+def _on_signal(signum: int, frame: Any) -> None:
+    import signal
+
+    note_signal(signum)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
 def main() -> None:
+    import atexit
     import signal
 
     # `kill`, systemd and container stops send SIGTERM: clean up like Ctrl-C (no partial files).
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    app()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _on_signal)
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    # Exit without interpreter teardown: a native thread pool destroyed by a static
+    # destructor can abort() ("terminate called without an active exception") after the
+    # run already ended cleanly. atexit handlers and buffered output still go out first.
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ equals the input luminance up to 8/16-bit rounding.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -30,6 +31,11 @@ LUMA = (0.299, 0.587, 0.114)
 def _apply(m: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Apply a 3x3 matrix over the channel dim of ``N x 3 x H x W``."""
     return torch.einsum("ij,njhw->nihw", m.to(x.dtype).to(x.device), x)
+
+
+def luma_of(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma of an ``H x W x 3`` float array (the gray the network sees)."""
+    return rgb @ np.asarray(LUMA, dtype=np.float32)
 
 
 def rgb_to_gray(rgb: torch.Tensor) -> torch.Tensor:

@@ -1,18 +1,29 @@
-"""The one configuration object.
+"""Model and training configuration.
 
 ``ModelConfig`` fully describes the architecture and is stored (as JSON) inside every
 weights file, ONNX file and engine header, so an artifact always describes itself
-(the nanoGPT habit). ``TrainConfig`` holds the paper's training recipe and
-``InferConfig`` the knobs of the colorization pipeline; ``Config`` bundles all three.
+(the nanoGPT habit). ``TrainConfig`` holds the paper's training recipe. The inference
+settings (``settings.InferConfig``) sit above the backends, whose names they check.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ModelError, UsageError
+
+
+# The U-Net halves the frame 8 times, so frame and crop sizes are multiples of 2**8.
+SIZE_MULTIPLE = 256
+
+
+def check_size(size: int, flag: str = "--size") -> int:
+    if size < SIZE_MULTIPLE or size % SIZE_MULTIPLE:
+        raise UsageError(f"{flag} must be a multiple of {SIZE_MULTIPLE} (the U-Net has 8 stride-2 stages), "
+                         f"got {size}")
+    return int(size)
 
 
 @dataclass(frozen=True)
@@ -106,7 +117,6 @@ class TrainConfig:
     use_perceptual: bool = True
     min_colorfulness: float = 10.0  # photos below this are treated as gray and skipped
     seed: int = 0
-    # --- added for the trainer (issue 3) ---
     lr_g_stage2: float = 1e-4  # paper: G and D both start at 1e-4 in stage 2
     use_gan: bool = True  # False = Table II "w/o GAN" (stage 2 without discriminators)
     use_attention: bool = True  # False = Table II "w/o attention" (no L_A, no D_A, no saliency branch)
@@ -124,11 +134,15 @@ class TrainConfig:
     gfn_momentum: float = 0.9
     gfn_weight_decay: float = 5e-4
 
+    @staticmethod
+    def epochs_for(stage: str) -> int:
+        """The paper's epochs per stage: 10 for stage 1 (and GFN pretraining), 30 for stage 2."""
+        return 30 if stage == "2" else TrainConfig.epochs
+
     def validate(self) -> "TrainConfig":
         if self.stage not in ("1", "2", "gfn"):
             raise UsageError(f"--stage must be 1, 2 or gfn, got {self.stage!r}")
-        if self.crop < 256 or self.crop % 256:
-            raise UsageError(f"--crop must be a multiple of 256 (the U-Net has 8 stride-2 stages), got {self.crop}")
+        check_size(self.crop, "--crop")
         if self.batch_size < 1 or self.epochs < 1:
             raise UsageError("--batch-size and --epochs must be >= 1")
         if self.gan_mode not in ("wgangp", "lsgan"):
@@ -140,50 +154,3 @@ class TrainConfig:
         if self.load_size and self.load_size < self.crop:
             raise UsageError(f"--load-size ({self.load_size}) must be >= --crop ({self.crop})")
         return self
-
-
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
-                "placebo")
-
-
-@dataclass(frozen=True)
-class InferConfig:
-    size: int = 256  # network input size; multiples of 256 (8 stride-2 stages)
-    batch_size: int = 4
-    backend: str = "auto"
-    device: str = "auto"
-    skip_color: bool = False
-    save_saliency: bool = False
-    overwrite: bool = False
-    max_pixels: int = 178_956_970  # Pillow's hard bomb limit; refused before decoding
-    # Video (scgan_rt/video.py)
-    codec: str = "libx264"
-    crf: int = 18
-    preset: str = "medium"
-    temporal_strength: float = 0.7  # chroma EMA weight on static pixels; 0 = per-frame
-    force: bool = False  # colorize footage that already has colour
-    compare: bool = False  # write gray | colour side by side instead
-    preview: int = 0  # >0: only write this many evenly spaced colorized frames as PNG
-    queue_frames: int = 16  # frames in flight per pipeline queue (bounds memory)
-
-    def validate(self) -> "InferConfig":
-        if self.size < 256 or self.size % 256:
-            raise UsageError(f"--size must be a multiple of 256 (the U-Net has 8 stride-2 stages), got {self.size}")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if not 0 <= self.temporal_strength < 1:
-            raise UsageError(f"--temporal-strength must be in [0, 1), got {self.temporal_strength}")
-        if not 0 <= self.crf <= 63:
-            raise UsageError(f"--crf must be in 0..63, got {self.crf}")
-        if self.codec in ("libx264", "libx265") and self.preset not in X264_PRESETS:
-            raise UsageError(f"--preset must be one of {', '.join(X264_PRESETS)}, got {self.preset!r}")
-        if self.preview < 0:
-            raise UsageError(f"--preview must be >= 0, got {self.preview}")
-        return self
-
-
-@dataclass(frozen=True)
-class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    infer: InferConfig = field(default_factory=InferConfig)

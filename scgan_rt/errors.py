@@ -59,3 +59,27 @@ class ResourceError(ScganError, OSError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that temp files are cleaned up as for Ctrl-C."""
+
+
+# A signal the CLI's handler has seen. Native code that polls for signals (a codec or a
+# thread pool) can swallow the KeyboardInterrupt the handler raised; the record lets the
+# pipeline's checkpoints and the CLI's exit still honour it.
+_signalled: list[int] = []
+
+
+def note_signal(signum: int) -> None:
+    _signalled.append(signum)
+
+
+def signalled() -> int | None:
+    return _signalled[-1] if _signalled else None
+
+
+def raise_if_signalled() -> None:
+    """Raise the interrupt for a recorded signal whose exception was lost."""
+    import signal
+
+    sig = signalled()
+    if sig is None:
+        return
+    raise Terminated() if sig == signal.SIGTERM else KeyboardInterrupt()

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_path
+from .color import luma_of
 from .errors import InputError
 
 # Pillow's own bomb check would raise mid-way with its own message; we check first.
@@ -34,6 +35,10 @@ WRITABLE = {"JPEG", "PNG", "BMP", "TIFF", "WEBP"}
 # Chroma threshold (8-bit units of max |Cb|,|Cr| at the 99th percentile) above which an
 # RGB file counts as a colour photo rather than gray stored as RGB.
 COLOR_THRESHOLD = 3.0 / 255
+
+
+# Photos and clips shipped with the package (quickstart, tests, export calibration).
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 
 
 @dataclass
@@ -129,7 +134,7 @@ def _reduce(im: Image.Image, path: Path, fmt: str) -> LoadedImage:
         if m == "RGBA":
             alpha = a[..., 3].copy()
         rgb = a[..., :3]
-        y = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        y = luma_of(rgb)
         return LoadedImage(path, np.clip(y, 0, 1), alpha, 8, mode, fmt, _has_color(rgb))
     raise InputError(f"unsupported image mode {mode}: {path.name}")
 

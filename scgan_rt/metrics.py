@@ -25,9 +25,10 @@ import torch
 from PIL import Image
 from scipy.ndimage import uniform_filter
 
-from .color import colorfulness
+from .color import colorfulness, luma_of
 from .errors import InputError
 from .images import is_supported
+from .reading import frac, open_input, plane, source_colour, working_format
 
 CCI_RANGE = (16.0, 20.0)
 
@@ -107,7 +108,7 @@ def evaluate(folder: str | os.PathLike[str], colorize: Callable[[np.ndarray], np
         except InputError as e:
             failed.append((str(f), str(e)))
             continue
-        gray = gt @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        gray = luma_of(gt)
         pred = colorize(gray)
         base = np.repeat(gray[..., None], 3, axis=2)
         for out, rows in ((pred, model_rows), (base, base_rows)):
@@ -131,23 +132,21 @@ def _video_planes(path: Path) -> Iterable[tuple[float, np.ndarray, np.ndarray]]:
     """Yield (time s, luma in [0,1] at chroma resolution, 2 x h x w chroma in 8-bit code values)."""
     import av
 
-    from .video import _frac, _open_input, _plane, _source_colour, _working_format
-
-    with _open_input(path) as c:
+    with open_input(path) as c:
         if not c.streams.video:
             raise InputError(f"no video stream in {path.name}")
         v = c.streams.video[0]
-        tb = _frac(v.time_base) or Fraction(1, 90000)
+        tb = frac(v.time_base) or Fraction(1, 90000)
         try:
             for fr in c.decode(v):
-                f, bits = _working_format(fr)
+                f, bits = working_format(fr)
                 s = 2.0 ** (bits - 8)
-                y = _plane(f, 0).astype(np.float32) / s
-                full, _, _ = _source_colour(fr, fr.height)  # the range of the planes _working_format gave
+                y = plane(f, 0).astype(np.float32) / s
+                full, _, _ = source_colour(fr, fr.height)  # the range of the planes working_format gave
                 y = y / 255 if full else (y - 16) / 219
                 h, w = (y.shape[0] // 2) * 2, (y.shape[1] // 2) * 2
                 y2 = y[:h, :w].reshape(h // 2, 2, w // 2, 2).mean((1, 3))
-                uv = np.stack([_plane(f, 1), _plane(f, 2)]).astype(np.float32)[:, :h // 2, :w // 2] / s
+                uv = np.stack([plane(f, 1), plane(f, 2)]).astype(np.float32)[:, :h // 2, :w // 2] / s
                 yield (float(fr.pts * tb) if fr.pts is not None else float("nan")), np.clip(y2, 0, 1), uv
         except av.error.FFmpegError as e:
             raise InputError(f"cannot decode {path.name}: {e}") from None

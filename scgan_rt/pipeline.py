@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
-from .backends import Backend
-from .color import chroma_from_prediction, merge_luminance, to_network
+from .colorizer import Colorizer
+from .encoding import VIDEO_OUTPUT_SUFFIXES, video_output_suffix
 from .errors import InputError, ResourceError, ScganError, UsageError
 from .images import LoadedImage, is_supported, load_image, output_suffix, save_image
-from .config import InferConfig
-from .video import colorize_video, is_video, preview_video, video_output_suffix
+from .reading import is_video
+from .settings import InferConfig
+from .video import colorize_video, preview_video
 
 
 @dataclass
@@ -56,18 +55,22 @@ class Report:
 
 
 def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None = None, *,
-              tag: str = "_colorized", video_tag: str | None = None) -> list[Job]:
+              tag: str = "_colorized", video_tag: str | None = None, preview: bool = False) -> list[Job]:
     """Expand files and folders (recursively) into jobs.
 
     ``output`` None: a file's result goes beside it as ``NAME{tag}.EXT``, a folder's into a
     sibling ``FOLDER{tag}/`` mirroring its tree. ``output`` with a file suffix and a single
     file input: that exact path. Otherwise ``output`` is a folder mirroring the inputs.
     ``video_tag`` (e.g. ``_compare``) is appended to video names in folder outputs.
+    ``preview``: a video's job writes into a folder (``output``, else ``NAME_preview/``).
     Raises ``InputError`` for a missing input, ``UsageError`` when an output would
-    overwrite an input."""
+    overwrite an input or a file output is given for several inputs."""
     out = Path(output) if output is not None else None
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
-    as_file = out is not None and single_file and bool(out.suffix) and not out.is_dir()
+    as_file = out is not None and single_file and bool(out.suffix) and not out.is_dir() and not preview
+    if out is not None and out.suffix and not out.is_dir() and not single_file and not preview:
+        raise UsageError(f"-o {out} looks like a file, but the inputs are several files or a folder; "
+                         f"give a folder name")
     jobs: list[Job] = []
     for raw in inputs:
         p = Path(raw)
@@ -91,7 +94,7 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
                 jobs.append(Job(f, dst.with_suffix(_suffix(f))))
         elif as_file:
             assert out is not None
-            want = {".mp4", ".mkv", ".mov", ".m4v"} if is_video(p) else None
+            want = VIDEO_OUTPUT_SUFFIXES if is_video(p) else None
             if want is not None and out.suffix.lower() not in want:
                 raise UsageError(f"video output must end in .mp4, .mkv, .mov or .m4v: {out}")
             if want is None and not is_supported(out):
@@ -102,6 +105,9 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
         else:
             name = p.stem + (video_tag if video_tag and is_video(p) else "")
             jobs.append(Job(p, out / (name + _suffix(p))))
+    if preview:
+        jobs = [Job(j.src, (out or j.src.with_name(j.src.stem + "_preview")) if is_video(j.src) else j.dst)
+                for j in jobs]
     for j in jobs:
         if j.dst.resolve() == j.src.resolve():
             raise UsageError(f"output would overwrite input: {j.src}")
@@ -131,42 +137,11 @@ def preflight_outputs(jobs: Sequence[Job]) -> None:
             raise ResourceError(f"output folder is not writable: {d}")
 
 
-class Colorizer:
-    """Runs the gray -> chroma contract for batches of loaded images on one backend."""
-
-    def __init__(self, backend: Backend, size: int = 256, device: str = "cpu") -> None:
-        self.backend = backend
-        self.size = size
-        # Full-resolution merge runs wherever the backend's outputs can live cheaply.
-        self.device = device
-
-    def colorize(self, images: Sequence[LoadedImage]) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        """Return, per image, ``H x W x 3`` RGB in [0, 1] and optional ``H x W`` saliency."""
-        if not images:
-            return []
-        small = torch.cat([to_network(torch.from_numpy(im.luma)[None, None], self.size) for im in images])
-        rgb_pred, sal = self.backend.infer(small.numpy())
-        if not np.isfinite(rgb_pred).all():
-            raise ScganError("model produced NaN/Inf; the weights are broken")
-        cbcr = chroma_from_prediction(torch.from_numpy(rgb_pred).to(self.device))
-        results = []
-        for i, im in enumerate(images):
-            y = torch.from_numpy(im.luma).to(self.device)[None, None]
-            rgb = merge_luminance(y, cbcr[i:i + 1])[0].permute(1, 2, 0).cpu().numpy()
-            s = None
-            if sal is not None:
-                st = torch.from_numpy(sal[i:i + 1]).to(self.device)
-                s = F.interpolate(st, size=im.luma.shape, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
-            results.append((rgb, s))
-        return results
-
-
-def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig | None = None, *,
+def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig, *,
                    on_progress: Callable[[int, int], None] | None = None,
                    on_frame: Callable[[str, int, int], None] | None = None) -> Report:
     """Colorize every job; bad files are recorded in the report and the run continues.
     ``on_frame(name, done, total)`` reports video progress."""
-    cfg = cfg or InferConfig()
     rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
     t0 = time.perf_counter()
     pending: list[tuple[Job, LoadedImage]] = []
@@ -181,7 +156,7 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig |
     def flush() -> None:
         if not pending:
             return
-        outs = colorizer.colorize([im for _, im in pending])
+        outs = colorizer.colorize_batch([im for _, im in pending])
         for (job, im), (rgb, sal) in zip(pending, outs):
             try:
                 save_image(job.dst, rgb, im.alpha, bits=im.bits)
@@ -207,7 +182,7 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig |
             flush()  # keep photo batches and videos from interleaving their outputs
             try:
                 if cfg.preview:
-                    rep.done += [str(p) for p in preview_video(job.src, job.dst.parent, colorizer, cfg.preview, cfg)]
+                    rep.done += [str(p) for p in preview_video(job.src, job.dst, colorizer, cfg.preview, cfg)]
                     tick()
                     continue
                 v = colorize_video(job.src, job.dst, colorizer, cfg,
@@ -239,7 +214,3 @@ def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig |
     flush()
     rep.seconds = time.perf_counter() - t0
     return rep
-
-
-def iter_images(folder: str | os.PathLike[str]) -> Iterable[Path]:
-    return sorted(f for f in Path(folder).rglob("*") if f.is_file() and is_supported(f))

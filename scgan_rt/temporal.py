@@ -55,10 +55,10 @@ class StabilizerStats:
 class ChromaStabilizer:
     """Per-pixel, motion-gated EMA of chroma that resets at scene cuts.
 
-    ``strength`` in [0, 1): 0 disables it; at 0.7 (the default) a static pixel's chroma is
-    70 % the running average and 30 % the new prediction."""
+    ``strength`` in [0, 1): 0 disables it; at 0.7 a static pixel's chroma is 70 % the
+    running average and 30 % the new prediction."""
 
-    def __init__(self, strength: float = 0.7) -> None:
+    def __init__(self, strength: float) -> None:
         if not 0 <= strength < 1:
             raise ValueError("temporal strength must be in [0, 1)")
         self.strength = strength

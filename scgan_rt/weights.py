@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from .version import __version__
 from .atomic import atomic_path
-from .config import ModelConfig
-from .errors import ModelError, UsageError
+from .config import PRESETS, ModelConfig
+from .errors import ModelError, ScganError, UsageError
 from .model import Generator, build_generator, count_parameters
 
 FORMAT = "scgan-rt-generator"
@@ -47,6 +47,28 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 def default_weights() -> Path | None:
     """The model shipped inside the package, if this build has one."""
     return DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else None
+
+
+def resolve_weights(model: str | os.PathLike[str] | None) -> Path:
+    """``None`` or ``"default"``: the bundled model; the bundled model's preset name (e.g.
+    ``"scgan-lite"``): the same; anything else: a weights/ONNX/engine file path."""
+    bundled = default_weights()
+    name = None if model is None else str(model)
+    if name in (None, "default") or (bundled is not None and name == _bundled_preset(bundled)):
+        if bundled is None:
+            raise ModelError("no default model is bundled with this build; pass --model W.safetensors "
+                             "(create one with `scgan-rt model init --preset scgan-lite -o W.safetensors`)")
+        return bundled
+    if name in PRESETS:
+        raise ModelError(f"no {name} weights are bundled; pass a weights file (train one with `scgan-rt train`)")
+    return Path(name)  # type: ignore[arg-type]
+
+
+def _bundled_preset(path: Path) -> str:
+    try:
+        return read_weights(path).config.preset
+    except ScganError:
+        return ""
 
 
 def save_weights(path: str | os.PathLike[str], gen: Generator, provenance: dict[str, Any] | None = None,

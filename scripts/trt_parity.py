@@ -29,9 +29,12 @@ def main() -> int:
 
     import numpy as np
 
-    from scgan_rt.export.onnx import export_onnx, ort_session, parse_batch, psnr, sample_gray_images
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from parity import ort_session, psnr
+    from scgan_rt.backends.tensorrt import TensorRTBackend
+    from scgan_rt.export.engine import import_tensorrt, trt_major
+    from scgan_rt.export.onnx import export_onnx, parse_batch, sample_gray_images
     from scgan_rt.export.tensorrt import build_engine
-    from scgan_rt.tensorrt_backend import TensorRTBackend, import_tensorrt, trt_major
 
     trt = import_tensorrt()
     spec = parse_batch(a.batch)

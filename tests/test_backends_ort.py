@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from scgan_rt import backends
-from scgan_rt.backends import OnnxRuntimeBackend, TorchBackend, backend_report, open_backend
+from scgan_rt.backends import BackendOptions, backend_report, open_backend
+from scgan_rt.backends.onnxruntime import OnnxRuntimeBackend, physical_cores
+from scgan_rt.backends.torch import TorchBackend
 from scgan_rt.config import ModelConfig, preset
 from scgan_rt.errors import UsageError
 from scgan_rt.export.onnx import sample_gray_images
@@ -39,8 +41,8 @@ def _cache(tmp_path, monkeypatch):
 
 
 def test_cpu_backends_produce_the_same_colours(weights, photos):
-    t = open_backend("torch", weights, device="cpu", with_saliency=True)
-    o = open_backend("onnxruntime", weights, device="cpu", with_saliency=True)
+    t = open_backend("torch", weights, device="cpu", options=BackendOptions(with_saliency=True))
+    o = open_backend("onnxruntime", weights, device="cpu", options=BackendOptions(with_saliency=True))
     assert isinstance(t, TorchBackend) and isinstance(o, OnnxRuntimeBackend)
     rt, st = t.infer(photos)
     ro, so = o.infer(photos)
@@ -54,7 +56,7 @@ def test_ort_cpu_is_tuned(weights, photos):
     o.infer(photos[:1])
     sess = o._sessions[256]
     assert sess.get_providers() == ["CPUExecutionProvider"]
-    assert o.threads == backends.physical_cores()
+    assert o.threads == physical_cores()
     assert o.device == "cpu"
 
 
@@ -104,12 +106,16 @@ def test_auto_falls_through_when_a_choice_fails(weights, monkeypatch):
     from scgan_rt.errors import ModelError
 
     monkeypatch.setattr(backends, "backend_report", lambda w=None: [
-        BackendChoice("onnxruntime-cpu", True, "x"), BackendChoice("torch-cpu", True, "y")])
+        BackendChoice("onnxruntime-cpu", True, "x", "onnxruntime", "cpu"),
+        BackendChoice("torch-cpu", True, "y", "torch", "cpu")])
 
     def boom(*a, **k):
         raise ModelError("broken")
 
-    monkeypatch.setattr(backends, "OnnxRuntimeBackend", boom)
+    import dataclasses
+
+    spec = backends.specs()["onnxruntime"]
+    monkeypatch.setitem(backends._REGISTRY, "onnxruntime", dataclasses.replace(spec, open=boom))
     with pytest.warns(UserWarning, match="onnxruntime-cpu failed"):
         be = open_backend("auto", weights, device="cpu")
     assert be.name == "torch"
@@ -123,7 +129,7 @@ def test_unknown_backend_and_tensorrt_on_cpu_are_usage_errors(weights):
 
 
 def test_benchmark_reports_the_json_keys(weights):
-    from scgan_rt.export.benchmark import run_benchmark
+    from scgan_rt.benchmark import run_benchmark
 
     r = run_benchmark("onnxruntime", weights, batch=1, size=256, device="cpu", iters=3, max_seconds=5)
     assert {"fps", "latency_ms_p50", "latency_ms_p95", "peak_rss_mb"} <= set(r)

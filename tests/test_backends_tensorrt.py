@@ -24,7 +24,8 @@ import pytest
 
 from scgan_rt.config import ModelConfig
 from scgan_rt.errors import ModelError, UsageError
-from scgan_rt import tensorrt_backend as tb
+from scgan_rt.backends import tensorrt as tb
+from scgan_rt.export import engine
 
 
 # --------------------------------------------------------------------------- header / cache
@@ -33,38 +34,38 @@ from scgan_rt import tensorrt_backend as tb
 def test_engine_header_roundtrip(tmp_path):
     hdr = {"tensorrt_version": "10.9.0", "gpu_name": "NVIDIA H100", "compute_capability": "9.0",
            "precision": "fp16", "profile": [1, 4, 8], "size": 256, "onnx_sha256": "ab" * 32}
-    p = tb.write_engine_file(tmp_path / "e.engine", hdr, b"PLANBYTES")
-    h, blob = tb.read_engine_file(p)
-    assert blob == b"PLANBYTES" and h["gpu_name"] == "NVIDIA H100" and h["format"] == tb.HEADER_FORMAT
-    assert p.read_bytes().startswith(tb.MAGIC)
+    p = engine.write_engine_file(tmp_path / "e.engine", hdr, b"PLANBYTES")
+    h, blob = engine.read_engine_file(p)
+    assert blob == b"PLANBYTES" and h["gpu_name"] == "NVIDIA H100" and h["format"] == engine.HEADER_FORMAT
+    assert p.read_bytes().startswith(engine.MAGIC)
 
 
-@pytest.mark.parametrize("data", [b"", b"PLAN only", tb.MAGIC + b"\xff\xff\xff\x7f", tb.MAGIC + b"\x03\x00\x00\x00{x}"])
+@pytest.mark.parametrize("data", [b"", b"PLAN only", engine.MAGIC + b"\xff\xff\xff\x7f", engine.MAGIC + b"\x03\x00\x00\x00{x}"])
 def test_foreign_or_corrupt_engine_files_are_refused(tmp_path, data):
     p = tmp_path / "bad.engine"
     p.write_bytes(data)
     with pytest.raises(ModelError):
-        tb.read_engine_file(p)
+        engine.read_engine_file(p)
 
 
 def test_header_mismatch_names_the_build_command():
     hdr = {"tensorrt_version": "10.9.0", "gpu_name": "NVIDIA A100", "compute_capability": "8.0",
            "precision": "fp16", "profile": [1, 4, 8], "size": 256, "onnx_name": "m.onnx"}
-    tb.check_header(hdr, "10.9.0", "NVIDIA A100", "8.0")
+    engine.check_header(hdr, "10.9.0", "NVIDIA A100", "8.0")
     with pytest.raises(ModelError, match=r"scgan-rt build-engine --onnx m.onnx --fp16 --batch 1:4:8 --size 256"):
-        tb.check_header(hdr, "10.9.0", "NVIDIA H100 80GB HBM3", "9.0")
+        engine.check_header(hdr, "10.9.0", "NVIDIA H100 80GB HBM3", "9.0")
     with pytest.raises(ModelError, match="TensorRT 10.9.0"):
-        tb.check_header(hdr, "11.0.0", "NVIDIA A100", "8.0")
-    assert "\n" not in tb.build_command(hdr)
+        engine.check_header(hdr, "11.0.0", "NVIDIA A100", "8.0")
+    assert "\n" not in engine.build_command(hdr)
 
 
 def test_engine_cache_key_covers_onnx_gpu_trt_precision_profile():
     base = dict(onnx_sha256="1" * 64, gpu_name="NVIDIA H100", compute_capability="9.0", trt_version="10.9.0",
                 precision="fp16", profile=(1, 4, 8), size=256)
-    names = {tb.engine_cache_name(**base)}
+    names = {engine.engine_cache_name(**base)}
     for k, v in [("onnx_sha256", "2" * 64), ("gpu_name", "NVIDIA L4"), ("compute_capability", "8.9"),
                  ("trt_version", "11.0.0"), ("precision", "fp32"), ("profile", (1, 8, 32)), ("size", 512)]:
-        names.add(tb.engine_cache_name(**{**base, k: v}))
+        names.add(engine.engine_cache_name(**{**base, k: v}))
     assert len(names) == 8
     assert all("/" not in n and n.endswith(".engine") for n in names)
 
@@ -371,7 +372,7 @@ def test_builder_contract(tmp_path, tiny_onnx, version, fp16):
     # the ONNX handed to the parser: on TRT 11 + fp16 it is the converted FP16 graph (bigger diff in size)
     parsed = [c[1] for c in calls if c[0] == "parser.parse"]
     assert len(parsed) == 1
-    hdr, blob = tb.read_engine_file(path)
+    hdr, blob = engine.read_engine_file(path)
     assert blob == b"SERIALIZED-PLAN"
     assert hdr["tensorrt_version"] == version and hdr["gpu_name"] == "NVIDIA Fake GPU"
     assert hdr["compute_capability"] == "9.0" and hdr["profile"] == [1, 4, 8] and hdr["size"] == 256
@@ -408,8 +409,9 @@ def test_runtime_contract_pycuda_path(tmp_path, monkeypatch, tiny_onnx, version)
     monkeypatch.setitem(sys.modules, "pycuda", pkg)
     monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
-    monkeypatch.setattr(tb, "_torch_cuda", lambda: False)  # no torch CUDA -> pycuda buffers
-    assert tb.gpu_identity() == ("NVIDIA Fake GPU", "9.0")
+    monkeypatch.setattr(tb, "torch_cuda", lambda: False)
+    monkeypatch.setattr(engine, "torch_cuda", lambda: False)  # no torch CUDA -> pycuda buffers
+    assert engine.gpu_identity() == ("NVIDIA Fake GPU", "9.0")
     path = build_engine(tiny_onnx, out_dir=tmp_path, fp16=True, batch="2:4:8", quiet=True)
     rec.calls.clear()
     be = tb.TensorRTBackend(path)
@@ -445,7 +447,8 @@ def test_runtime_refuses_engine_from_another_gpu_or_trt(tmp_path, monkeypatch, t
     from scgan_rt.export.tensorrt import build_engine
 
     rec = _Rec()
-    monkeypatch.setattr(tb, "_torch_cuda", lambda: False)
+    monkeypatch.setattr(tb, "torch_cuda", lambda: False)
+    monkeypatch.setattr(engine, "torch_cuda", lambda: False)
     pkg, drv = make_fake_pycuda(rec)
     monkeypatch.setitem(sys.modules, "pycuda", pkg)
     monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
@@ -469,7 +472,8 @@ def test_backend_finds_or_builds_engine_in_cache(tmp_path, monkeypatch):
     pkg, drv = make_fake_pycuda(rec)
     monkeypatch.setitem(sys.modules, "pycuda", pkg)
     monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
-    monkeypatch.setattr(tb, "_torch_cuda", lambda: False)
+    monkeypatch.setattr(tb, "torch_cuda", lambda: False)
+    monkeypatch.setattr(engine, "torch_cuda", lambda: False)
     monkeypatch.setenv("SCGAN_RT_CACHE", str(tmp_path / "cache"))
     w = save_weights(tmp_path / "w.safetensors", build_generator(ModelConfig(preset="test", width=1 / 16), seed=1))
     trt = make_fake_trt("11.3.0", rec)

@@ -10,11 +10,12 @@ import torch
 from scgan_rt.config import ModelConfig, preset
 from scgan_rt.errors import ModelError, UsageError
 from scgan_rt.export.onnx import (FP16_MAX, export_onnx, get_metadata, load_onnx, max_activation_per_layer,
-                                  ort_session, parity, parse_batch, psnr, sample_gray_images)
+                                  parse_batch, sample_gray_images)
 from scgan_rt.model import InferenceGenerator, build_generator, fold_for_inference
 from scgan_rt.weights import load_generator, save_weights, sha256_file
 
 from conftest import realistic_weights
+from parity import ort_session, parity, psnr
 
 pytest.importorskip("skimage")
 
@@ -150,7 +151,7 @@ def test_external_data_escaping_the_model_folder_is_refused(tmp_path, loc):
     p = _external_model(tmp_path, loc)
     with pytest.raises(ModelError, match="outside the model's folder"):
         load_onnx(p)
-    from scgan_rt.backends import OnnxRuntimeBackend
+    from scgan_rt.backends.onnxruntime import OnnxRuntimeBackend
 
     with pytest.raises(ModelError):
         OnnxRuntimeBackend(p, device="cpu")

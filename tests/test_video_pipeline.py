@@ -338,7 +338,7 @@ def test_bad_video_options_are_usage_errors(runner, tiny_weights, tmp_path, phot
 
 @pytest.mark.parametrize("codec", ["libx265", "libvpx-vp9", "libsvtav1"])
 def test_other_encoders(runner, tiny_weights, tmp_path, photos_dir, codec):
-    from scgan_rt.video import video_encoders
+    from scgan_rt.encoding import video_encoders
 
     if codec not in video_encoders():
         pytest.skip(f"{codec} not in this PyAV build")

@@ -25,12 +25,13 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
+from scgan_rt.color import LUMA as BT601_LUMA
 from scgan_rt.errors import InputError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 # Paired mode also accepts N-channel arrays stored as (H, W, C) .npy files (paper §F).
 ARRAY_EXTS = {".npy"}
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601, as in scgan_rt's YCbCr
+LUMA = np.asarray(BT601_LUMA, dtype=np.float32)  # BT.601, as in scgan_rt's YCbCr
 
 
 def list_images(root: Path, exts: set[str] = IMAGE_EXTS) -> list[Path]:

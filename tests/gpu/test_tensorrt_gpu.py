@@ -22,8 +22,9 @@ def lite(tmp_path_factory, make_realistic_weights):
 
 @pytest.mark.parametrize("fp16", [False, True])
 def test_engine_matches_onnxruntime(tmp_path, monkeypatch, lite, fp16):
-    from scgan_rt.export.onnx import export_onnx, ort_session, psnr
-    from scgan_rt.tensorrt_backend import TensorRTBackend
+    from parity import ort_session, psnr
+    from scgan_rt.backends.tensorrt import TensorRTBackend
+    from scgan_rt.export.onnx import export_onnx
 
     monkeypatch.setenv("SCGAN_RT_CACHE", str(tmp_path / "cache"))
     w, photos = lite

@@ -15,9 +15,9 @@ SAMPLE = Path(__file__).resolve().parents[2] / "scgan_rt" / "samples" / "video" 
 
 
 def test_cuda_video_matches_cpu(tmp_path):
-    from scgan_rt.backends import TorchBackend
-    from scgan_rt.config import InferConfig
-    from scgan_rt.pipeline import Colorizer
+    from scgan_rt.backends.torch import TorchBackend
+    from scgan_rt.colorizer import Colorizer
+    from scgan_rt.settings import InferConfig
     from scgan_rt.video import colorize_video
     from scgan_rt.weights import default_weights
 

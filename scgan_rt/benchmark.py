@@ -16,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from scgan_rt.errors import ResourceError, UsageError
+from .backends import open_backend
+from .colorizer import Colorizer
+from .config import check_size
+from .encoding import output_bits
+from .errors import ResourceError, UsageError
+from .export.onnx import sample_gray_images
+from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, InferConfig
+from .video import ChromaStage, Geometry, colorize_video, prepare_frame, probe_video
 
 
 def peak_rss_mb() -> float:
@@ -33,7 +40,6 @@ def peak_rss_mb() -> float:
 
 
 def _frames(batch: int, size: int) -> np.ndarray:
-    from .onnx import sample_gray_images
 
     imgs = sample_gray_images(size, limit=max(1, batch))
     if len(imgs) == 0:  # no photos available: a smooth synthetic scene
@@ -43,13 +49,10 @@ def _frames(batch: int, size: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([imgs] * reps)[:batch], dtype=np.float32)
 
 
-def run_benchmark(backend: str, weights: str | os.PathLike[str], batch: int = 1, size: int = 256,
-                  device: str = "auto", iters: int = 20, max_seconds: float = 20.0, warmup: int = 2) -> dict[str, Any]:
+def run_benchmark(backend: str, weights: str | os.PathLike[str], batch: int = BENCH_BATCH,
+                  size: int = InferConfig.size, device: str = InferConfig.device, iters: int = BENCH_ITERS,
+                  max_seconds: float = BENCH_SECONDS, warmup: int = 2) -> dict[str, Any]:
     """Time ``iters`` calls (stopping early after ``max_seconds``) after ``warmup`` calls."""
-    from scgan_rt.backends import open_backend
-
-    from .onnx import check_size
-
     if batch < 1:
         raise UsageError(f"--batch must be >= 1, got {batch}")
     check_size(size)
@@ -80,7 +83,7 @@ def run_benchmark(backend: str, weights: str | os.PathLike[str], batch: int = 1,
 def run_isolated(backend: str, weights: str | os.PathLike[str], batch: int, size: int, device: str,
                  iters: int, max_seconds: float) -> dict[str, Any]:
     """``run_benchmark`` in a fresh interpreter (clean peak RSS, no shared thread pools)."""
-    code = ("import json,sys; from scgan_rt.export.benchmark import run_benchmark as r; "
+    code = ("import json,sys; from scgan_rt.benchmark import run_benchmark as r; "
             "print('@@'+json.dumps(r(*json.loads(sys.argv[1]))))")
     args = json.dumps([backend, str(weights), batch, size, device, iters, max_seconds])
     p = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True)
@@ -93,9 +96,9 @@ def run_isolated(backend: str, weights: str | os.PathLike[str], batch: int, size
 
 def preset_weights(preset_name: str, folder: str | os.PathLike[str], seed: int = 0) -> Path:
     """A random-init model of ``preset_name`` saved in ``folder`` (speed does not depend on values)."""
-    from scgan_rt.config import preset
-    from scgan_rt.model import build_generator
-    from scgan_rt.weights import save_weights
+    from .config import preset
+    from .model import build_generator
+    from .weights import save_weights
 
     path = Path(folder) / f"{preset_name}-random.safetensors"
     save_weights(path, build_generator(preset(preset_name), seed=seed).eval(),
@@ -103,8 +106,8 @@ def preset_weights(preset_name: str, folder: str | os.PathLike[str], seed: int =
     return path
 
 
-def benchmark_video(src: str | os.PathLike[str], weights: str | os.PathLike[str], backend: str = "auto",
-                    device: str = "auto", cfg: Any = None, model_frames: int = 64) -> dict[str, Any]:
+def benchmark_video(src: str | os.PathLike[str], weights: str | os.PathLike[str], cfg: InferConfig,
+                    model_frames: int = 64) -> dict[str, Any]:
     """Video speed on one clip, same backend, batch and encoder settings throughout:
 
     * ``codec_fps``: decode + encode only (the pipeline with neutral chroma, no model);
@@ -118,27 +121,20 @@ def benchmark_video(src: str | os.PathLike[str], weights: str | os.PathLike[str]
 
     import av
 
-    from scgan_rt.backends import open_backend, resolve_device
-    from scgan_rt.config import InferConfig
-    from scgan_rt.pipeline import Colorizer
-    from scgan_rt.video import ChromaStage, _Geometry, _output_bits, _prepare, colorize_video, probe_video
-
-    cfg = cfg or InferConfig()
-    cfg = InferConfig(**{**cfg.__dict__, "force": True})
+    cfg = cfg.replace(force=True)
     info = probe_video(src, cfg.max_pixels)
-    dev = resolve_device(device)
-    be = open_backend(backend, weights, device=device)
-    colorizer = Colorizer(be, size=cfg.size, device=dev)
-    res: dict[str, Any] = {"clip": str(src), "width": info.width, "height": info.height, "backend": be.name,
-                           "device": dev, "batch": cfg.batch_size, "codec": cfg.codec, "crf": cfg.crf,
-                           "preset": cfg.preset}
+    colorizer = Colorizer.open(cfg, weights)
+    dev = colorizer.device
+    res: dict[str, Any] = {"clip": str(src), "width": info.width, "height": info.height,
+                           "backend": colorizer.backend.name, "device": dev, "batch": cfg.batch_size,
+                           "codec": cfg.codec, "crf": cfg.crf, "preset": cfg.encoder_preset}
     with tempfile.TemporaryDirectory(prefix="scgan-vbench-") as td:
         rep = colorize_video(src, Path(td) / "codec.mp4", None, cfg)
         res["frames"] = rep.frames_out
         res["codec_fps"] = rep.fps
         # model-only: the pipeline's middle on frames decoded beforehand
-        _, bits = _output_bits(cfg.codec, info.bits)
-        geo = _Geometry(info, bits)
+        _, bits = output_bits(cfg.codec, info.bits)
+        geo = Geometry(info, bits)
         with av.open(str(src)) as c:
             raw = []
             for fr in c.decode(video=0):
@@ -146,10 +142,10 @@ def benchmark_video(src: str | os.PathLike[str], weights: str | os.PathLike[str]
                 if len(raw) >= model_frames:
                     break
         stage = ChromaStage(colorizer, geo, cfg.temporal_strength)
-        stage([_prepare(raw[0], 0, geo, cfg.size)])  # warm-up (ONNX export / autotune)
+        stage([prepare_frame(raw[0], 0, geo, cfg.size)])  # warm-up (ONNX export / autotune)
         t0 = time.perf_counter()
         for i in range(0, len(raw), cfg.batch_size):
-            stage([_prepare(f, k, geo, cfg.size) for k, f in enumerate(raw[i:i + cfg.batch_size])])
+            stage([prepare_frame(f, k, geo, cfg.size) for k, f in enumerate(raw[i:i + cfg.batch_size])])
         res["model_fps"] = len(raw) / (time.perf_counter() - t0)
         rep = colorize_video(src, Path(td) / "e2e.mp4", colorizer, cfg)
         res["e2e_fps"] = rep.fps

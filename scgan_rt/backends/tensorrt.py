@@ -1,198 +1,24 @@
-"""TensorRT runtime: engine files with a JSON header, the engine cache, and the backend.
-
-Engine file layout: ``MAGIC`` (8 bytes) | header length (uint32 little endian) | header
-JSON (TensorRT version, GPU name, compute capability, precision, profile, size, ONNX
-sha256, scgan-rt version) | serialized TensorRT engine. An engine only runs on the GPU
-model and TensorRT version it was built with, so the header is checked before
-deserialising and a mismatch is a one-line ``ModelError`` naming the ``build-engine``
-command to run.
-
-Security: a serialized engine is native code for the GPU and TensorRT deserialises it
-without validation. Only load engines you built yourself (``scgan-rt build-engine`` or
-the cache under ``engines/``); never engines downloaded from elsewhere.
+"""The TensorRT backend: weights -> cached ONNX -> cached engine, or a self-built engine file.
 
 ``tensorrt`` and ``pycuda`` are imported lazily. Device buffers are torch CUDA tensors
 when torch has CUDA (one CUDA context, shared with torch), else pycuda allocations in the
-device's primary context; host buffers are pinned either way.
+device's primary context; host buffers are pinned either way. Engine files, their header
+and the cache key live in ``scgan_rt.export.engine``; building in ``scgan_rt.export.tensorrt``.
 """
 from __future__ import annotations
 
-import json
 import os
-import re
-import struct
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__
-from .atomic import atomic_path
-from .errors import ModelError, ResourceError, UsageError
-
-MAGIC = b"SCGANTRT"
-HEADER_FORMAT = 1
-_LEN = struct.Struct("<I")
-MAX_HEADER = 1 << 20
-DEFAULT_PROFILE = (1, 4, 8)
-
-
-# --------------------------------------------------------------------------- header
-
-
-def pack_engine(header: dict[str, Any], engine: bytes) -> bytes:
-    h = json.dumps({"format": HEADER_FORMAT, **header}, sort_keys=True).encode()
-    return MAGIC + _LEN.pack(len(h)) + h + bytes(engine)
-
-
-def write_engine_file(path: str | os.PathLike[str], header: dict[str, Any], engine: bytes) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(pack_engine(header, engine))
-    return path
-
-
-def read_engine_header(path: str | os.PathLike[str]) -> tuple[dict[str, Any], int]:
-    """(header, offset of the serialized engine). ModelError for anything not ours."""
-    p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            head = f.read(len(MAGIC) + _LEN.size)
-            if len(head) < len(MAGIC) + _LEN.size or head[:len(MAGIC)] != MAGIC:
-                raise ModelError(f"{p.name} is not an scgan-rt engine (no header); build one with "
-                                 f"`scgan-rt build-engine --onnx MODEL.onnx`")
-            (n,) = _LEN.unpack(head[len(MAGIC):])
-            if n > MAX_HEADER:
-                raise ModelError(f"{p.name}: engine header is corrupt (length {n})")
-            raw = f.read(n)
-    except OSError as e:
-        raise ModelError(f"cannot read engine {p}: {e.strerror or e}") from None
-    try:
-        header = json.loads(raw.decode())
-        if not isinstance(header, dict):
-            raise ValueError("not an object")
-    except (UnicodeDecodeError, ValueError):
-        raise ModelError(f"{p.name}: engine header is not valid JSON") from None
-    return header, len(MAGIC) + _LEN.size + n
-
-
-def read_engine_file(path: str | os.PathLike[str]) -> tuple[dict[str, Any], bytes]:
-    header, off = read_engine_header(path)
-    data = Path(path).read_bytes()[off:]
-    if not data:
-        raise ModelError(f"{Path(path).name}: engine file has a header but no engine")
-    return header, data
-
-
-def build_command(header: dict[str, Any] | None = None, onnx: str | None = None) -> str:
-    h = header or {}
-    prof = h.get("profile")
-    cmd = f"scgan-rt build-engine --onnx {onnx or h.get('onnx_name') or 'MODEL.onnx'}"
-    if h.get("precision") == "fp16":
-        cmd += " --fp16"
-    if prof:
-        cmd += f" --batch {':'.join(str(x) for x in prof)}"
-    if h.get("size"):
-        cmd += f" --size {h['size']}"
-    return cmd
-
-
-def check_header(header: dict[str, Any], trt_version: str, gpu_name: str, compute_capability: str,
-                 name: str = "engine") -> None:
-    """The engine must come from this GPU model and TensorRT version."""
-    problems = []
-    if header.get("tensorrt_version") != trt_version:
-        problems.append(f"TensorRT {header.get('tensorrt_version')} (this machine: {trt_version})")
-    if header.get("gpu_name") != gpu_name or header.get("compute_capability") != compute_capability:
-        problems.append(f"GPU {header.get('gpu_name')} sm{header.get('compute_capability')} "
-                        f"(this machine: {gpu_name} sm{compute_capability})")
-    if problems:
-        raise ModelError(f"{name} was built for {' and '.join(problems)}; rebuild it here with "
-                         f"`{build_command(header)}`")
-
-
-# --------------------------------------------------------------------------- cache
-
-
-def engine_dir(out_dir: str | os.PathLike[str] | None = None) -> Path:
-    return Path(out_dir or os.environ.get("SCGAN_RT_ENGINES") or "engines")
-
-
-def _slug(s: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", s).strip("-").lower() or "gpu"
-
-
-def engine_cache_name(onnx_sha256: str, gpu_name: str, compute_capability: str, trt_version: str,
-                      precision: str, profile: tuple[int, int, int], size: int) -> str:
-    """Cache key: ONNX hash, GPU, TensorRT version, precision, profile (and size)."""
-    p = "-".join(str(x) for x in profile)
-    return (f"scgan-{onnx_sha256[:16]}-{_slug(gpu_name)}-sm{compute_capability.replace('.', '')}"
-            f"-trt{trt_version}-{precision}-b{p}-{size}.engine")
-
-
-# --------------------------------------------------------------------------- environment
-
-
-def import_tensorrt():
-    try:
-        import tensorrt as trt  # type: ignore[import-not-found]
-    except ImportError:
-        raise ResourceError("TensorRT is not installed (on a CUDA machine: pip install tensorrt pycuda)") from None
-    return trt
-
-
-def trt_major(trt: Any) -> int:
-    try:
-        return int(str(trt.__version__).split(".")[0])
-    except ValueError:
-        return 10
-
-
-def _torch_cuda() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
-
-
-def gpu_identity(device_id: int = 0) -> tuple[str, str]:
-    """(GPU name, compute capability 'M.m') via torch when it has CUDA, else pycuda."""
-    if _torch_cuda():
-        import torch
-
-        major, minor = torch.cuda.get_device_capability(device_id)
-        return torch.cuda.get_device_name(device_id), f"{major}.{minor}"
-    try:
-        import pycuda.driver as cuda  # type: ignore[import-not-found]
-    except ImportError:
-        raise ResourceError("no CUDA: torch has no CUDA GPU and pycuda is not installed") from None
-    try:
-        cuda.init()
-        dev = cuda.Device(device_id)
-        major, minor = dev.compute_capability()
-        return dev.name(), f"{major}.{minor}"
-    except Exception as e:
-        raise ResourceError(f"no CUDA GPU: {e}") from None
-
-
-def availability(weights: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
-    """For ``backend_report``: is TensorRT usable, and is an engine cached or buildable?"""
-    try:
-        trt = import_tensorrt()
-    except ResourceError:
-        return False, "tensorrt is not installed"
-    try:
-        gpu, cc = gpu_identity()
-    except ResourceError as e:
-        return False, str(e)
-    ver = str(trt.__version__)
-    d = engine_dir()
-    cached = sorted(d.glob(f"*-{_slug(gpu)}-sm{cc.replace('.', '')}-trt{ver}-*.engine")) if d.is_dir() else []
-    if cached:
-        return True, f"TensorRT {ver} on {gpu}: {len(cached)} engine(s) cached in {d}/"
-    return True, f"TensorRT {ver} on {gpu}: no engine in {d}/ yet; one is built on first use (minutes)"
+from ..errors import ModelError, ResourceError, UsageError
+from ..export.engine import (DEFAULT_PROFILE, DEFAULT_WORKSPACE_GIB, build_command, cached_engines, check_header,
+                             engine_cache_name, engine_dir, gpu_identity, import_tensorrt, read_engine_file,
+                             torch_cuda, trt_major)
+from ..export.onnx import cached_onnx, onnx_info
+from . import BackendOptions, BackendSpec, device_index, register
 
 
 # --------------------------------------------------------------------------- runner
@@ -302,7 +128,7 @@ class EngineRunner:
         self.outputs = [n for n in names if n not in self.inputs]
         if self.inputs != ["gray"] or "rgb" not in self.outputs:
             raise ModelError(f"engine I/O {names} is not an scgan-rt generator (want gray -> rgb[, saliency])")
-        self.buf = buffers or (_TorchBuffers(device_id) if _torch_cuda() else _PycudaBuffers(device_id))
+        self.buf = buffers or (_TorchBuffers(device_id) if torch_cuda() else _PycudaBuffers(device_id))
         self.dev: dict[str, Any] = {}
         self.host: dict[str, Any] = {}
         self.addr: dict[str, int] = {}
@@ -351,7 +177,7 @@ class TensorRTBackend:
 
     def __init__(self, weights: str | os.PathLike[str], with_saliency: bool = False, device_id: int = 0,
                  fp16: bool = True, profile: tuple[int, int, int] = DEFAULT_PROFILE,
-                 out_dir: str | os.PathLike[str] | None = None, workspace_gib: float = 4.0,
+                 out_dir: str | os.PathLike[str] | None = None, workspace_gib: float = DEFAULT_WORKSPACE_GIB,
                  trt: Any | None = None) -> None:
         self.trt = trt or import_tensorrt()
         self.device = f"cuda:{device_id}"
@@ -381,16 +207,13 @@ class TensorRTBackend:
 
     def engine_for(self, size: int) -> Path:
         """Find or build the engine for ``size`` in the cache."""
-        from .export.onnx import onnx_info
-        from .export.tensorrt import build_engine
-        from .weights import sha256_file
+        from ..export.tensorrt import build_engine
+        from ..weights import sha256_file
 
         if self.path.suffix.lower() == ".onnx":
             onnx_path = self.path
             size = int(onnx_info(onnx_path).get("size", size))
         else:
-            from .backends import cached_onnx
-
             # TensorRT 11 builds strongly typed networks: FP16 has to be in the graph.
             graph_fp16 = self.fp16 and trt_major(self.trt) >= 11
             onnx_path = cached_onnx(self.path, size, self.with_saliency, fp16=graph_fp16)
@@ -417,3 +240,29 @@ class TensorRTBackend:
         x = np.ascontiguousarray(gray, dtype=np.float32)
         outs = self._runner(int(x.shape[-1])).infer(x)
         return outs["rgb"], (outs.get("saliency") if self.with_saliency else None)
+
+
+def availability(kind: str = "cuda") -> tuple[bool, str]:
+    """Is TensorRT usable, and is an engine cached or buildable?"""
+    try:
+        trt = import_tensorrt()
+    except ResourceError:
+        return False, "tensorrt is not installed"
+    try:
+        gpu, cc = gpu_identity()
+    except ResourceError as e:
+        return False, str(e)
+    ver = str(trt.__version__)
+    d = engine_dir()
+    cached = cached_engines(d, gpu, cc, ver)
+    if cached:
+        return True, f"TensorRT {ver} on {gpu}: {len(cached)} engine(s) cached in {d}/"
+    return True, f"TensorRT {ver} on {gpu}: no engine in {d}/ yet; one is built on first use (minutes)"
+
+
+def _open(weights: str | os.PathLike[str], device: str, options: BackendOptions) -> TensorRTBackend:
+    return TensorRTBackend(weights, with_saliency=options.with_saliency, device_id=device_index(device),
+                           fp16=options.fp16 is not False)
+
+
+SPEC = register(BackendSpec("tensorrt", {"cuda": 10}, availability, _open, runs_onnx_files=True))

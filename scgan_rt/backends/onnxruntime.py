@@ -1,0 +1,141 @@
+"""ONNX Runtime: CUDA EP when onnxruntime-gpu provides it, else the CPU EP with intra-op
+threads = physical cores, all graph optimisations and I/O binding.
+
+``weights`` is generator weights (exported once per size into the cache) or an ``.onnx``
+file (used as is; its size is fixed)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError, ResourceError, UsageError
+from ..export.onnx import cached_onnx, load_onnx, onnx_info
+from . import BackendOptions, BackendSpec, device_index, register
+
+
+def physical_cores() -> int:
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+    except Exception:
+        n = None
+    if not n:
+        n = os.cpu_count() or 1
+    try:  # respect an affinity mask / cgroup-pinned CPU set
+        n = min(n, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        pass
+    return max(1, int(n))
+
+
+def ort_providers() -> list[str]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return []
+    return list(ort.get_available_providers())
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(self, weights: str | Path, device: str = "auto", with_saliency: bool = False,
+                 threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ResourceError("onnxruntime is not installed (pip install onnxruntime)") from None
+        self._ort = ort
+        has_cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+        if device.startswith("cuda") and not has_cuda:
+            raise ResourceError("--device cuda with --backend onnxruntime needs onnxruntime-gpu "
+                                "(CUDAExecutionProvider not available)")
+        self.device = "cuda" if (has_cuda and device != "cpu") else "cpu"
+        self._device_id = device_index(device)
+        self.threads = threads or physical_cores()
+        self.path = Path(weights)
+        self._sessions: dict[int, Any] = {}
+        if self.path.suffix.lower() == ".onnx":
+            meta = onnx_info(self.path)
+            self.onnx_fixed: Path | None = self.path
+            self.with_saliency = with_saliency and "saliency" in meta.get("outputs", "")
+            if with_saliency and not self.with_saliency:
+                raise UsageError(f"{self.path.name} has no saliency output; re-export with --with-saliency")
+            self.sha256, self.config = None, None
+        else:
+            from ..weights import read_weights
+
+            w = read_weights(self.path)
+            self.onnx_fixed = None
+            self.sha256, self.config = w.sha256, w.config
+            self.with_saliency = with_saliency and w.config.use_saliency
+
+    def _session(self, size: int) -> Any:
+        sess = self._sessions.get(size)
+        if sess is not None:
+            return sess
+        ort = self._ort
+        if self.onnx_fixed is not None:
+            load_onnx(self.onnx_fixed, load_external=False)  # external-data guard
+            path = self.onnx_fixed
+        else:
+            path = cached_onnx(self.path, size, self.with_saliency, sha256=self.sha256)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        if os.environ.get("SCGAN_ORT_SPIN", "0") != "1":
+            # Idle ORT threads otherwise spin after each run and steal the cores the
+            # full-resolution merge and the image/video codecs need between batches.
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if self.device == "cuda":
+            providers: list[Any] = [("CUDAExecutionProvider", {"device_id": self._device_id,
+                                                                "cudnn_conv_algo_search": "EXHAUSTIVE"}),
+                                    "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        try:
+            sess = ort.InferenceSession(str(path), so, providers=providers)
+        except Exception as e:
+            raise ModelError(f"onnxruntime cannot load {path.name}: {str(e).splitlines()[0][:200]}") from None
+        self._outputs = [o.name for o in sess.get_outputs()]
+        self._sessions[size] = sess
+        return sess
+
+    def infer(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        x = np.ascontiguousarray(gray, dtype=np.float32)
+        sess = self._session(int(x.shape[-1]))
+        io = sess.io_binding()
+        # I/O binding: the input is used in place (no copy on CPU; one H2D on CUDA) and
+        # outputs land in ORT-allocated buffers on the device they are produced on.
+        io.bind_cpu_input("gray", x)
+        names = ["rgb"] + (["saliency"] if self.with_saliency else [])
+        for n in names:
+            io.bind_output(n, "cuda" if self.device == "cuda" else "cpu", self._device_id)
+        sess.run_with_iobinding(io)
+        outs = io.copy_outputs_to_cpu()
+        return outs[0], (outs[1] if self.with_saliency else None)
+
+
+def _available(kind: str) -> tuple[bool, str]:
+    provs = ort_providers()
+    if not provs:
+        return False, "onnxruntime is not installed"
+    if kind == "cpu":
+        return True, f"CPU execution provider, {physical_cores()} intra-op threads, all graph optimisations"
+    if "CUDAExecutionProvider" in provs:
+        return True, "onnxruntime-gpu provides CUDAExecutionProvider"
+    return False, "no CUDAExecutionProvider (onnxruntime-gpu not installed or no GPU)"
+
+
+def _open(weights: str | os.PathLike[str], device: str, options: BackendOptions) -> OnnxRuntimeBackend:
+    return OnnxRuntimeBackend(weights, device, options.with_saliency)
+
+
+SPEC = register(BackendSpec("onnxruntime", {"cuda": 20, "cpu": 40}, _available, _open, runs_onnx_files=True))

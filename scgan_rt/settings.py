@@ -1,0 +1,70 @@
+"""Inference settings: every knob of the colorization pipeline, defaulted once, checked once.
+
+The CLI takes its option defaults from these fields; functions below the CLI take a
+validated ``InferConfig`` and never re-default a setting.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .backends import check_backend, check_device
+from .config import check_size
+from .errors import UsageError
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+# ``scgan-rt benchmark``: model-only timing of one batch, repeated.
+BENCH_BATCH = 1
+BENCH_ITERS = 20
+BENCH_SECONDS = 20.0  # stop timing after this long (at least 3 calls)
+# Pillow's hard decompression-bomb limit: larger images are refused before decoding.
+PILLOW_MAX_PIXELS = 178_956_970
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    size: int = 256  # network input size; multiples of 256 (8 stride-2 stages)
+    batch_size: int = 4
+    backend: str = "auto"
+    device: str = "auto"
+    skip_color: bool = False
+    save_saliency: bool = False
+    overwrite: bool = False
+    max_pixels: int = PILLOW_MAX_PIXELS
+    # Video
+    codec: str = "libx264"
+    crf: int = 18
+    encoder_preset: str = "medium"  # x264/x265 speed preset
+    temporal_strength: float = 0.7  # chroma EMA weight on static pixels; 0 = per-frame
+    force: bool = False  # colorize footage that already has colour
+    compare: bool = False  # write gray | colour side by side instead
+    preview: int = 0  # >0: only write this many evenly spaced colorized frames as PNG
+    queue_frames: int = 16  # frames in flight per pipeline queue (bounds memory)
+
+    def validate(self) -> "InferConfig":
+        check_size(self.size)
+        check_backend(self.backend)
+        check_device(self.device)
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.temporal_strength < 1:
+            raise UsageError(f"--temporal-strength must be in [0, 1), got {self.temporal_strength}")
+        if not 0 <= self.crf <= 63:
+            raise UsageError(f"--crf must be in 0..63, got {self.crf}")
+        if self.codec in ("libx264", "libx265") and self.encoder_preset not in X264_PRESETS:
+            raise UsageError(f"--encoder-preset must be one of {', '.join(X264_PRESETS)}, got {self.encoder_preset!r}")
+        if self.preview < 0:
+            raise UsageError(f"--preview must be >= 0, got {self.preview}")
+        if self.queue_frames < 1:
+            raise UsageError(f"queue_frames must be >= 1, got {self.queue_frames}")
+        return self
+
+    def replace(self, **changes: Any) -> "InferConfig":
+        return dataclasses.replace(self, **changes).validate()
+
+
+def default(name: str) -> Any:
+    """The default of an ``InferConfig`` field (what the CLI shows and uses)."""
+    return {f.name: f.default for f in dataclasses.fields(InferConfig)}[name]
