@@ -44,6 +44,22 @@ DEVICE_CHOICES = "auto|cpu|cuda|cuda:N"
 MODEL_HELP = "'default' (the bundled model), its preset name, or a weights/ONNX/engine file."
 
 
+def _plain_type(param: Any, ctx: Any) -> Optional[str]:
+    """Help shows a metavar, else click's type name (PATH, INTEGER); never Python annotations
+    such as ``<list[Path]>``, and nothing for flags."""
+    if param.metavar is not None:
+        return param.metavar
+    if getattr(param, "is_flag", False):
+        return None
+    inner = param.display_type(ctx).strip("<>")
+    return inner[5:-1].upper() + "..." if inner.startswith("list[") else inner.upper()
+
+
+# Typer >= 0.20 renders annotations in the help's type column; there is no setting for it.
+typer.core.TyperArgument.display_type_rich = _plain_type  # type: ignore[method-assign]
+typer.core.TyperOption.display_type_rich = _plain_type  # type: ignore[method-assign]
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"scgan-rt {__version__}")
@@ -237,7 +253,7 @@ def _encoder_preset(encoder_preset: str, preset_alias: Optional[str]) -> str:
 @guarded
 def colorize_cmd(
     inputs: list[Path] = typer.Argument(..., help="Image/video files and/or folders (recursive).", readable=False,
-                                        metavar="INPUT..."),
+                                        metavar="INPUT"),
     output: Optional[Path] = typer.Option(
         None, "-o", "--output", help="A file path for a single input, otherwise a folder mirroring the inputs. "
         "Default: beside each input as NAME_colorized.EXT (a folder F goes to F_colorized/)."),
