@@ -47,8 +47,3 @@ def atomic_path(dst: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
-
-
-def write_bytes_atomic(dst: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_path(dst) as tmp:
-        tmp.write_bytes(data)

@@ -31,7 +31,7 @@ class Colorizer:
         self.config = config or InferConfig(size=size)
         self.size = self.config.size if config is not None else size
         # Full-resolution merge runs where the backend's outputs can live cheaply.
-        self.device = device or ("cuda" if str(backend.device).startswith("cuda") else "cpu")
+        self.device = device or (backend.device if str(backend.device).startswith("cuda") else "cpu")
 
     @classmethod
     def open(cls, config: InferConfig | None = None, weights: str | os.PathLike[str] | None = None, *,

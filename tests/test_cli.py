@@ -11,7 +11,7 @@ from PIL import Image
 
 from scgan_rt.cli import app
 from scgan_rt.errors import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_PARTIAL, EXIT_RESOURCE, EXIT_USAGE
-from scgan_rt.images import read_png16
+from png16 import read_png16
 
 from conftest import TINY, make_png_bomb, sha
 

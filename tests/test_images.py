@@ -6,7 +6,8 @@ import pytest
 from PIL import Image
 
 from scgan_rt.errors import InputError
-from scgan_rt.images import load_image, read_png16, save_image
+from png16 import read_png16
+from scgan_rt.images import load_image, save_image
 
 from conftest import make_png_bomb
 

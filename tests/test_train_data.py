@@ -10,7 +10,7 @@ from scgan_rt.train.data import ColorizationDataset, EpochSampler, check_maps, s
 from scgan_rt.train.saliency import compute_saliency_maps, saliency_map
 from scgan_rt.train.trainer import train
 
-from test_train_helpers import gray_image, photo_dir, tiny_model, tiny_train
+from train_helpers import gray_image, photo_dir, tiny_model, tiny_train
 
 
 def test_empty_dir_is_input_error(tmp_path):

@@ -9,7 +9,7 @@ import torch.multiprocessing as mp
 
 from scgan_rt.train.trainer import train
 
-from test_train_helpers import photo_dir, tiny_model, tiny_train
+from train_helpers import photo_dir, tiny_model, tiny_train
 
 
 def _weights(run):

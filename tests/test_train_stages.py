@@ -17,7 +17,7 @@ from scgan_rt.train.stages import ColorizationStage
 from scgan_rt.train.trainer import train
 from scgan_rt.weights import load_generator
 
-from test_train_helpers import photo_dir, tiny_model, tiny_train, vgg_standin
+from train_helpers import photo_dir, tiny_model, tiny_train, vgg_standin
 
 torch.set_num_threads(2)
 

@@ -1,4 +1,4 @@
-"""The streaming video pipeline (issue 6): stabilisation, cuts, colour handling, faults.
+"""The streaming video pipeline: stabilisation, cuts, colour handling, faults.
 
 Clips are generated with PyAV from the bundled real photos (tests/clips.py)."""
 import json

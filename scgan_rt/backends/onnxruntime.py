@@ -54,8 +54,8 @@ class OnnxRuntimeBackend:
         if device.startswith("cuda") and not has_cuda:
             raise ResourceError("--device cuda with --backend onnxruntime needs onnxruntime-gpu "
                                 "(CUDAExecutionProvider not available)")
-        self.device = "cuda" if (has_cuda and device != "cpu") else "cpu"
         self._device_id = device_index(device)
+        self.device = f"cuda:{self._device_id}" if (has_cuda and device != "cpu") else "cpu"
         self.threads = threads or physical_cores()
         self.path = Path(weights)
         self._sessions: dict[int, Any] = {}
@@ -94,7 +94,7 @@ class OnnxRuntimeBackend:
             # Idle ORT threads otherwise spin after each run and steal the cores the
             # full-resolution merge and the image/video codecs need between batches.
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if self.device == "cuda":
+        if self.device != "cpu":
             providers: list[Any] = [("CUDAExecutionProvider", {"device_id": self._device_id,
                                                                 "cudnn_conv_algo_search": "EXHAUSTIVE"}),
                                     "CPUExecutionProvider"]
@@ -117,7 +117,7 @@ class OnnxRuntimeBackend:
         io.bind_cpu_input("gray", x)
         names = ["rgb"] + (["saliency"] if self.with_saliency else [])
         for n in names:
-            io.bind_output(n, "cuda" if self.device == "cuda" else "cpu", self._device_id)
+            io.bind_output(n, "cpu" if self.device == "cpu" else "cuda", self._device_id)
         sess.run_with_iobinding(io)
         outs = io.copy_outputs_to_cpu()
         return outs[0], (outs[1] if self.with_saliency else None)
