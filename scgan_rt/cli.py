@@ -279,7 +279,6 @@ def colorize_cmd(
 ) -> None:
     """Colorize photos and videos at their original resolution (luminance kept, chroma predicted)."""
     from .colorizer import Colorizer
-    from .errors import EXIT_BAD_INPUT, EXIT_PARTIAL
     from .pipeline import colorize_files, plan_jobs, preflight_outputs
 
     cfg = InferConfig(size=size, batch_size=batch_size, backend=backend, device=device, skip_color=skip_color,
@@ -293,9 +292,8 @@ def colorize_cmd(
         bars = _RunProgress(prog, colorizer.backend.name, len(jobs))
         rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames)
     _print_report(rep, json_out)
-    if rep.failed:
-        # Nothing usable at all is a bad-input run; a batch with some failures is partial.
-        raise typer.Exit(EXIT_PARTIAL if rep.done or rep.skipped_existing else EXIT_BAD_INPUT)
+    if rep.exit_code:
+        raise typer.Exit(rep.exit_code)
 
 
 def _print_report(rep: Any, json_out: bool) -> None:

@@ -8,6 +8,7 @@ luminance (richzhang's colorizers contract: the user's gray is never replaced).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,15 +20,16 @@ from PIL import Image
 from .backends import Backend, BackendOptions, open_backend
 from .color import chroma_from_prediction, luma_of, merge_luminance, to_network
 from .errors import ModelError
-from .images import LoadedImage
+from .images import STRIP_ROWS, LoadedImage
 from .settings import InferConfig
 from .weights import resolve_weights
 
 
 class Colorizer:
     def __init__(self, backend: Backend, size: int = InferConfig.size, device: str | None = None,
-                 config: InferConfig | None = None) -> None:
+                 config: InferConfig | None = None, weights: str | os.PathLike[str] | None = None) -> None:
         self.backend = backend
+        self.weights = Path(weights) if weights is not None else None
         self.config = config or InferConfig(size=size)
         self.size = self.config.size if config is not None else size
         # Full-resolution merge runs where the backend's outputs can live cheaply.
@@ -41,17 +43,21 @@ class Colorizer:
         cfg = (config or InferConfig()).replace(**settings) if settings else (config or InferConfig()).validate()
         path = resolve_weights(weights if weights is not None else model)
         be = open_backend(cfg.backend, path, cfg.device, BackendOptions(with_saliency=cfg.save_saliency))
-        return cls(be, config=cfg)
+        return cls(be, config=cfg, weights=path)
 
     def predict(self, small: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
         """Network-size gray ``N x 1 x S x S`` in [-1, 1] -> RGB prediction on ``self.device``."""
         rgb, sal = self.backend.infer(small.numpy())
         if not np.isfinite(rgb).all():
-            raise ModelError("model produced NaN/Inf; the weights are broken")
+            name = self.weights.name if self.weights is not None else "the model"
+            raise ModelError(f"model produced NaN/Inf: {name} is broken (NaN/Inf weights?)")
         return torch.from_numpy(rgb).to(self.device), sal
 
-    def colorize_batch(self, images: Sequence[LoadedImage]) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        """Per image, ``H x W x 3`` RGB in [0, 1] and optional ``H x W`` saliency."""
+    def colorize_batch(self, images: Sequence[LoadedImage], quantise: bool = False
+                       ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Per image, ``H x W x 3`` RGB and optional ``H x W`` saliency. RGB is float in
+        [0, 1], or with ``quantise`` uint8 (uint16 for 16-bit inputs) built strip by strip,
+        so a large photo never holds a float copy of itself."""
         if not images:
             return []
         small = torch.cat([to_network(torch.from_numpy(im.luma)[None, None], self.size) for im in images])
@@ -59,8 +65,8 @@ class Colorizer:
         cbcr = chroma_from_prediction(rgb_pred)
         results = []
         for i, im in enumerate(images):
-            y = torch.from_numpy(im.luma).to(self.device)[None, None]
-            rgb = merge_luminance(y, cbcr[i:i + 1])[0].permute(1, 2, 0).cpu().numpy()
+            dtype = (np.uint16 if im.bits == 16 else np.uint8) if quantise else np.float32
+            rgb = merge_strips(im.luma, cbcr[i:i + 1], dtype, self.device)
             s = None
             if sal is not None:
                 st = torch.from_numpy(sal[i:i + 1]).to(self.device)
@@ -84,3 +90,31 @@ class Colorizer:
             return rgb
         out = (rgb * 255 + 0.5).clip(0, 255).astype(np.uint8)
         return Image.fromarray(out, "RGB") if is_pil else out
+
+
+def merge_strips(luma: np.ndarray, cbcr: torch.Tensor, dtype: type, device: str) -> np.ndarray:
+    """``merge_luminance`` of full-resolution ``luma`` (``H x W``) with network-size chroma
+    (``1 x 2 x h x w``), ``STRIP_ROWS`` rows at a time, into an ``H x W x 3`` array of ``dtype``
+    (float32 in [0, 1], or uint8/uint16 code values).
+
+    Bilinear upsampling is separable: the width pass runs once at the network's row count,
+    the height pass per strip with the same source index and weight rule as
+    ``F.interpolate(..., align_corners=False)``."""
+    H, W = luma.shape
+    h = cbcr.shape[-2]
+    wide = F.interpolate(cbcr.float(), size=(h, W), mode="bilinear", align_corners=False)
+    top = {np.float32: 1.0, np.uint8: 255.0, np.uint16: 65535.0}[dtype]
+    out = np.empty((H, W, 3), dtype)
+    for r0 in range(0, H, STRIP_ROWS):
+        r1 = min(H, r0 + STRIP_ROWS)
+        src = ((torch.arange(r0, r1, dtype=torch.float64) + 0.5) * (h / H) - 0.5).clamp(min=0)
+        i0 = src.floor().long().clamp(max=h - 1)
+        i1 = (i0 + 1).clamp(max=h - 1)
+        lam = (src - i0).float().to(device)[None, None, :, None]
+        c = wide[:, :, i0] * (1 - lam) + wide[:, :, i1] * lam
+        y = torch.from_numpy(luma[r0:r1]).to(device)[None, None]
+        rgb = merge_luminance(y, c)[0].permute(1, 2, 0)
+        if dtype is not np.float32:
+            rgb = (rgb * top).round_()
+        out[r0:r1] = rgb.cpu().numpy()
+    return out

@@ -37,6 +37,28 @@ WRITABLE = {"JPEG", "PNG", "BMP", "TIFF", "WEBP"}
 COLOR_THRESHOLD = 3.0 / 255
 
 
+# Full-resolution work runs in strips of this many rows, so temporaries stay small.
+STRIP_ROWS = 512
+# Measured peak resident bytes per pixel of a colorized photo (decode + luma + merge +
+# encode); the pixel limit is derived from available memory with it.
+PEAK_BYTES_PER_PIXEL = 24
+
+
+def pixel_limit(max_pixels: int) -> tuple[int, str]:
+    """The pixel limit for this machine now and why: ``max_pixels`` (Pillow's bomb limit)
+    or what the available memory can hold, whichever is smaller."""
+    try:
+        import psutil
+
+        avail = int(psutil.virtual_memory().available)
+    except Exception:  # pragma: no cover - psutil is a dependency
+        return max_pixels, "decompression-bomb limit"
+    by_memory = avail // PEAK_BYTES_PER_PIXEL
+    if by_memory < max_pixels:
+        return by_memory, f"{avail / 2**30:.1f} GiB of memory available"
+    return max_pixels, "decompression-bomb limit"
+
+
 # Photos and clips shipped with the package (quickstart, tests, export calibration).
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 
@@ -92,9 +114,10 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = 178_956_970) -> L
         raise InputError(f"cannot open {path}: {e}") from None
     with im:
         w, h = im.size
-        if w * h > max_pixels:
+        limit, why = pixel_limit(max_pixels)
+        if w * h > limit:
             raise InputError(f"image too large: {path.name} is {w}x{h} = {w * h / 1e6:.0f} MP "
-                             f"(limit {max_pixels / 1e6:.0f} MP)")
+                             f"(limit {limit / 1e6:.0f} MP: {why})")
         if w < 1 or h < 1:
             raise InputError(f"image has no pixels: {path}")
         fmt = im.format or "?"
@@ -130,18 +153,19 @@ def _reduce(im: Image.Image, path: Path, fmt: str) -> LoadedImage:
     if m == "L":
         return LoadedImage(path, np.asarray(im, dtype=np.float32) / 255, None, 8, mode, fmt, False)
     if m in ("RGB", "RGBA"):
-        a = np.asarray(im, dtype=np.float32) / 255
+        a = np.asarray(im)  # uint8, no float copy of the whole picture
         if m == "RGBA":
-            alpha = a[..., 3].copy()
-        rgb = a[..., :3]
-        y = luma_of(rgb)
-        return LoadedImage(path, np.clip(y, 0, 1), alpha, 8, mode, fmt, _has_color(rgb))
+            alpha = a[..., 3].astype(np.float32) / 255
+        y = np.empty(a.shape[:2], np.float32)
+        for r0 in range(0, a.shape[0], STRIP_ROWS):  # luma strip by strip: bounded temporaries
+            y[r0:r0 + STRIP_ROWS] = luma_of(a[r0:r0 + STRIP_ROWS, :, :3].astype(np.float32) / 255)
+        return LoadedImage(path, np.clip(y, 0, 1, out=y), alpha, 8, mode, fmt, _has_color(a[..., :3]))
     raise InputError(f"unsupported image mode {mode}: {path.name}")
 
 
 def _has_color(rgb: np.ndarray) -> bool:
     step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000)))  # subsample large photos
-    s = rgb[::step, ::step].reshape(-1, 3)
+    s = rgb[::step, ::step].reshape(-1, 3).astype(np.float32) / 255
     cb = -0.168736 * s[:, 0] - 0.331264 * s[:, 1] + 0.5 * s[:, 2]
     cr = 0.5 * s[:, 0] - 0.418688 * s[:, 1] - 0.081312 * s[:, 2]
     return float(np.percentile(np.maximum(np.abs(cb), np.abs(cr)), 99)) > COLOR_THRESHOLD
@@ -149,21 +173,24 @@ def _has_color(rgb: np.ndarray) -> bool:
 
 def save_image(path: str | os.PathLike[str], rgb: np.ndarray, alpha: np.ndarray | None = None,
                bits: int = 8, quality: int = 95) -> Path:
-    """Write ``H x W x 3`` RGB in [0, 1] (plus optional alpha) atomically.
+    """Write ``H x W x 3`` RGB atomically: float in [0, 1], or already quantised uint8 /
+    uint16 (what the strip merge produces), plus an optional float alpha plane.
 
     16-bit output is written only to PNG (Pillow cannot write 16-bit RGB, so a minimal
     PNG encoder is used); other formats get 8 bits. JPEG cannot hold alpha: callers pick
-    the output suffix with ``output_suffix``/``plan_output`` so this does not happen.
+    the output suffix with ``output_suffix`` so this does not happen.
     """
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower(), "PNG")
-    planes = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
+    deep = bits == 16 and fmt == "PNG"
+    planes = _quantised(rgb, deep)
+    if alpha is not None:
+        planes = np.concatenate([planes, _quantised(alpha[..., None], deep)], axis=2)
     with atomic_path(path) as tmp:
-        if bits == 16 and fmt == "PNG":
-            _write_png16(tmp, np.round(np.clip(planes, 0, 1) * 65535).astype(">u2"))
+        if deep:
+            _write_png16(tmp, planes.astype(">u2"))
         else:
-            arr = np.round(np.clip(planes, 0, 1) * 255).astype(np.uint8)
-            im = Image.fromarray(arr, "RGB" if alpha is None else "RGBA")
+            im = Image.fromarray(planes, "RGB" if alpha is None else "RGBA")
             if fmt == "JPEG":
                 if alpha is not None:
                     im = im.convert("RGB")
@@ -171,6 +198,15 @@ def save_image(path: str | os.PathLike[str], rgb: np.ndarray, alpha: np.ndarray 
             else:
                 im.save(tmp, fmt)
     return path
+
+
+def _quantised(a: np.ndarray, deep: bool) -> np.ndarray:
+    if a.dtype == np.uint16:
+        return a if deep else ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if a.dtype == np.uint8:
+        return a.astype(np.uint16) * 257 if deep else a
+    top = 65535 if deep else 255
+    return np.round(np.clip(a, 0, 1) * top).astype(np.uint16 if deep else np.uint8)
 
 
 def _write_png16(path: Path, arr: np.ndarray) -> None:

@@ -3,17 +3,22 @@ chroma with full-resolution luminance -> write atomically. Returns a ``Report``;
 prints (the CLI renders progress from the callback)."""
 from __future__ import annotations
 
+import glob
 import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
+from .atomic import PARTIAL_SUFFIX
 from .colorizer import Colorizer
 from .encoding import VIDEO_OUTPUT_SUFFIXES, video_output_suffix
-from .errors import InputError, ResourceError, ScganError, UsageError
+from .errors import (EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_RESOURCE, InputError, ResourceError, ScganError,
+                     UsageError, raise_if_signalled)
 from .images import LoadedImage, is_supported, load_image, output_suffix, save_image
 from .reading import is_video
 from .settings import InferConfig
@@ -33,11 +38,21 @@ class Report:
     skipped_existing: list[str] = field(default_factory=list)
     skipped_color: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    failed_exit_codes: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     frames: int = 0
     video_seconds: float = 0.0
     seconds: float = 0.0
     backend: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        """0; 6 when some items failed; 5 (all out of memory) or 3 when nothing succeeded."""
+        if not self.failed:
+            return EXIT_OK
+        if self.done or self.skipped_existing or self.skipped_color:
+            return EXIT_PARTIAL
+        return EXIT_RESOURCE if set(self.failed_exit_codes) == {EXIT_RESOURCE} else EXIT_BAD_INPUT
 
     @property
     def images_per_s(self) -> float:
@@ -56,61 +71,108 @@ class Report:
 
 def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None = None, *,
               tag: str = "_colorized", video_tag: str | None = None, preview: bool = False) -> list[Job]:
-    """Expand files and folders (recursively) into jobs.
+    """Expand files and folders (recursively) into jobs, every output planned up front.
 
     ``output`` None: a file's result goes beside it as ``NAME{tag}.EXT``, a folder's into a
     sibling ``FOLDER{tag}/`` mirroring its tree. ``output`` with a file suffix and a single
-    file input: that exact path. Otherwise ``output`` is a folder mirroring the inputs.
+    file input: that exact path. Otherwise ``output`` is a folder mirroring the inputs
+    (explicit files from different folders keep those folders below it).
     ``video_tag`` (e.g. ``_compare``) is appended to video names in folder outputs.
     ``preview``: a video's job writes into a folder (``output``, else ``NAME_preview/``).
-    Raises ``InputError`` for a missing input, ``UsageError`` when an output would
-    overwrite an input or a file output is given for several inputs."""
+
+    Two inputs never share an output: when stems clash (``pic.png`` + ``pic.gif``) the one
+    whose extension changes keeps it in its name (``pic.gif.png``). Raises ``InputError``
+    for a missing input, ``UsageError`` when an output would overwrite an input, a file
+    output is given for several inputs, or two outputs still collide."""
     out = Path(output) if output is not None else None
-    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
+    paths = list(dict.fromkeys(Path(r) for r in inputs))
+    single_file = len(paths) == 1 and paths[0].is_file()
     as_file = out is not None and single_file and bool(out.suffix) and not out.is_dir() and not preview
     if out is not None and out.suffix and not out.is_dir() and not single_file and not preview:
         raise UsageError(f"-o {out} looks like a file, but the inputs are several files or a folder; "
                          f"give a folder name")
+    files_root = _common_parent([p for p in paths if p.is_file()])
     jobs: list[Job] = []
-    for raw in inputs:
-        p = Path(raw)
+    for p in paths:
         if not p.exists():
             raise InputError(f"not found: {p}")
         if p.is_dir():
-            try:
-                files = sorted(f for f in p.rglob("*") if f.is_file() and (is_supported(f) or is_video(f)))
-            except OSError as e:
-                raise InputError(f"cannot read folder {p}: {e.strerror or e}") from None
-            root = out if out is not None else p.with_name(p.name + tag)
-            # Never descend into our own output folder when it sits inside the input tree.
-            files = [f for f in files if not _is_within(f, root)]
-            if not files:
-                raise InputError(f"no supported images or videos under {p}")
-            for f in files:
-                rel = f.relative_to(p)
-                if video_tag and is_video(f):
-                    rel = rel.with_name(rel.stem + video_tag + rel.suffix)
-                dst = (root / p.name / rel) if (out is not None and len(inputs) > 1) else (root / rel)
-                jobs.append(Job(f, dst.with_suffix(_suffix(f))))
+            jobs += _folder_jobs(p, out, tag, video_tag, nested=out is not None and len(paths) > 1)
         elif as_file:
-            assert out is not None
-            want = VIDEO_OUTPUT_SUFFIXES if is_video(p) else None
-            if want is not None and out.suffix.lower() not in want:
-                raise UsageError(f"video output must end in .mp4, .mkv, .mov or .m4v: {out}")
-            if want is None and not is_supported(out):
-                raise UsageError(f"unsupported image output type: {out}")
-            jobs.append(Job(p, out))
-        elif out is None:
-            jobs.append(Job(p, p.with_name(p.stem + (video_tag if video_tag and is_video(p) else tag) + _suffix(p))))
+            jobs.append(Job(p, _checked_file_output(p, out)))  # type: ignore[arg-type]
         else:
-            name = p.stem + (video_tag if video_tag and is_video(p) else "")
-            jobs.append(Job(p, out / (name + _suffix(p))))
+            name = p.stem + (video_tag if video_tag and is_video(p) else ("" if out is not None else tag))
+            where = p.parent if out is None else out / p.resolve().parent.relative_to(files_root)
+            jobs.append(Job(p, where / (name + _suffix(p))))
+    jobs = _unique_outputs(_unique_inputs(jobs))
     if preview:
         jobs = [Job(j.src, (out or j.src.with_name(j.src.stem + "_preview")) if is_video(j.src) else j.dst)
                 for j in jobs]
     for j in jobs:
         if j.dst.resolve() == j.src.resolve():
             raise UsageError(f"output would overwrite input: {j.src}")
+    return jobs
+
+
+def _folder_jobs(folder: Path, out: Path | None, tag: str, video_tag: str | None, nested: bool) -> list[Job]:
+    root = out if out is not None else folder.with_name(folder.name + tag)
+    if root.resolve() == folder.resolve():
+        raise UsageError(f"the output folder is the input folder ({folder}); choose another -o")
+    try:
+        files = sorted(f for f in folder.rglob("*") if f.is_file() and (is_supported(f) or is_video(f)))
+    except OSError as e:
+        raise InputError(f"cannot read folder {folder}: {e.strerror or e}") from None
+    # Never descend into our own output folder when it sits inside the input tree.
+    files = [f for f in files if not _is_within(f, root)]
+    if not files:
+        raise InputError(f"no supported images or videos under {folder}")
+    jobs = []
+    for f in files:
+        rel = f.relative_to(folder)
+        if video_tag and is_video(f):
+            rel = rel.with_name(rel.stem + video_tag + rel.suffix)
+        dst = (root / folder.name / rel) if nested else (root / rel)
+        jobs.append(Job(f, dst.with_suffix(_suffix(f))))
+    return jobs
+
+
+def _checked_file_output(src: Path, out: Path) -> Path:
+    if is_video(src) and out.suffix.lower() not in VIDEO_OUTPUT_SUFFIXES:
+        raise UsageError(f"video output must end in {', '.join(VIDEO_OUTPUT_SUFFIXES)}: {out}")
+    if not is_video(src) and not is_supported(out):
+        raise UsageError(f"unsupported image output type: {out}")
+    return out
+
+
+def _common_parent(files: Sequence[Path]) -> Path:
+    if not files:
+        return Path(".")
+    return Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+
+
+def _unique_inputs(jobs: list[Job]) -> list[Job]:
+    """The same file reached twice (a folder and a file inside it) is one job."""
+    seen: dict[Path, Job] = {}
+    for j in jobs:
+        seen.setdefault(j.src.resolve(), j)
+    return list(seen.values())
+
+
+def _unique_outputs(jobs: list[Job]) -> list[Job]:
+    by_dst: dict[str, list[Job]] = {}
+    for j in jobs:
+        by_dst.setdefault(str(j.dst.resolve()), []).append(j)
+    for group in by_dst.values():
+        if len(group) > 1:
+            for j in group:
+                if j.src.suffix.lower() != j.dst.suffix.lower():
+                    j.dst = j.dst.with_name(j.dst.stem + j.src.suffix + j.dst.suffix)
+    final: dict[str, Job] = {}
+    for j in jobs:
+        other = final.setdefault(str(j.dst.resolve()), j)
+        if other is not j:
+            raise UsageError(f"{other.src} and {j.src} would both be written to {j.dst}; "
+                             f"colorize them into different folders")
     return jobs
 
 
@@ -140,77 +202,134 @@ def preflight_outputs(jobs: Sequence[Job]) -> None:
 def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig, *,
                    on_progress: Callable[[int, int], None] | None = None,
                    on_frame: Callable[[str, int, int], None] | None = None) -> Report:
-    """Colorize every job; bad files are recorded in the report and the run continues.
-    ``on_frame(name, done, total)`` reports video progress."""
-    rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
-    t0 = time.perf_counter()
-    pending: list[tuple[Job, LoadedImage]] = []
-    finished = 0
+    """Colorize every job; a bad or too-large item is recorded in the report and the run
+    continues. ``on_frame(name, done, total)`` reports video progress."""
+    return _Run(jobs, colorizer, cfg, on_progress, on_frame).run()
 
-    def tick(n: int = 1) -> None:
-        nonlocal finished
-        finished += n
-        if on_progress:
-            on_progress(finished, len(jobs))
 
-    def flush() -> None:
-        if not pending:
-            return
-        outs = colorizer.colorize_batch([im for _, im in pending])
-        for (job, im), (rgb, sal) in zip(pending, outs):
-            try:
-                save_image(job.dst, rgb, im.alpha, bits=im.bits)
-                if cfg.save_saliency and sal is not None:
-                    save_image(job.dst.with_name(job.dst.stem + "_saliency.png"), np.repeat(sal[..., None], 3, 2))
-                rep.done.append(str(job.dst))
-            except ResourceError:
-                raise  # disk full / unwritable output: stop the batch
-            except (ScganError, OSError) as e:
-                rep.failed.append((str(job.src), str(e)))
-        tick(len(pending))
-        pending.clear()
+# Photos wait for a full batch only while their full-resolution planes stay under this.
+BATCH_PIXELS = 64_000_000
 
-    for job in jobs:
-        if cfg.preview and not is_video(job.src):
-            tick()  # preview mode only samples videos
-            continue
-        if job.dst.exists() and not cfg.overwrite and not cfg.preview:
-            rep.skipped_existing.append(str(job.src))
-            tick()
-            continue
+
+class _Run:
+    def __init__(self, jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig,
+                 on_progress: Callable[[int, int], None] | None,
+                 on_frame: Callable[[str, int, int], None] | None) -> None:
+        self.jobs, self.colorizer, self.cfg = jobs, colorizer, cfg
+        self.on_progress, self.on_frame = on_progress, on_frame
+        self.rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
+        self.pending: list[tuple[Job, LoadedImage]] = []
+        self.finished = 0
+
+    def run(self) -> Report:
+        t0 = time.perf_counter()
+        for job in self.jobs:
+            raise_if_signalled()
+            self._step(job)
+        self._flush()
+        self.rep.seconds = time.perf_counter() - t0
+        return self.rep
+
+    def _step(self, job: Job) -> None:
+        if self.cfg.preview and not is_video(job.src):
+            return self._tick()  # preview mode only samples videos
+        if not self.cfg.preview and self._already_done(job):
+            self.rep.skipped_existing.append(str(job.src))
+            return self._tick()
+        self._remove_stale_partials(job.dst)
         if is_video(job.src):
-            flush()  # keep photo batches and videos from interleaving their outputs
-            try:
-                if cfg.preview:
-                    rep.done += [str(p) for p in preview_video(job.src, job.dst, colorizer, cfg.preview, cfg)]
-                    tick()
-                    continue
-                v = colorize_video(job.src, job.dst, colorizer, cfg,
-                                   on_frame=(lambda d, t, n=job.src.name: on_frame(n, d, t)) if on_frame else None)
-                if v.skipped_colour:
-                    rep.skipped_color.append(str(job.src))
-                else:
-                    rep.done.append(str(job.dst))
-                    rep.frames += v.frames_out
-                    rep.video_seconds += v.seconds
-                rep.warnings += [f"{job.src.name}: {w}" for w in v.warnings]
-            except InputError as e:
-                rep.failed.append((str(job.src), str(e)))
-            tick()
-            continue
+            self._flush()  # keep photo batches and videos from interleaving their outputs
+            self._guarded(job, self._video)
+            return self._tick()
+        im = self._guarded(job, lambda j: load_image(j.src, max_pixels=self.cfg.max_pixels))
+        if im is None:
+            return self._tick()
+        if self.cfg.skip_color and im.is_color:
+            self.rep.skipped_color.append(str(job.src))
+            return self._tick()
+        self.pending.append((job, im))
+        if len(self.pending) >= self.cfg.batch_size or sum(i.luma.size for _, i in self.pending) > BATCH_PIXELS:
+            self._flush()
+
+    def _tick(self, n: int = 1) -> None:
+        self.finished += n
+        if self.on_progress:
+            self.on_progress(self.finished, len(self.jobs))
+
+    def _guarded(self, job: Job, fn: Callable[[Job], Any]) -> Any:
+        """Run one item; its failure (bad input, out of memory) is the item's, not the run's."""
         try:
-            im = load_image(job.src, max_pixels=cfg.max_pixels)
+            return fn(job)
         except InputError as e:
-            rep.failed.append((str(job.src), str(e)))
-            tick()
-            continue
-        if cfg.skip_color and im.is_color:
+            self._fail(job, e)
+        except (MemoryError, torch.OutOfMemoryError):
+            self._fail(job, ResourceError(f"out of memory colorizing {job.src.name}"))
+        return None
+
+    def _fail(self, job: Job, e: ScganError) -> None:
+        self.rep.failed.append((str(job.src), str(e)))
+        self.rep.failed_exit_codes.append(e.exit_code)
+
+    def _already_done(self, job: Job) -> bool:
+        """An existing, non-empty output counts as done unless ``--overwrite``; an empty one
+        (a killed writer of another tool) is redone with a warning."""
+        if self.cfg.overwrite or not job.dst.is_file():
+            return False
+        if job.dst.stat().st_size == 0:
+            self.rep.warnings.append(f"{job.dst.name}: existing output is empty; redoing it")
+            return False
+        return True
+
+    def _remove_stale_partials(self, dst: Path) -> None:
+        """Temp files of this output left by a killed run (atomic writes use ``.NAME.*.partial*``)."""
+        for stale in dst.parent.glob(f".{glob.escape(dst.name)}.*{PARTIAL_SUFFIX}*"):
+            try:
+                stale.unlink()
+                self.rep.warnings.append(f"removed {stale.name} left by an interrupted run")
+            except OSError:
+                pass
+
+    def _video(self, job: Job) -> None:
+        cfg, rep = self.cfg, self.rep
+        if cfg.preview:
+            rep.done += [str(p) for p in preview_video(job.src, job.dst, self.colorizer, cfg.preview, cfg)]
+            return
+        on_frame = self.on_frame
+        v = colorize_video(job.src, job.dst, self.colorizer, cfg,
+                           on_frame=(lambda d, t, n=job.src.name: on_frame(n, d, t)) if on_frame else None)
+        if v.skipped_colour:
             rep.skipped_color.append(str(job.src))
-            tick()
-            continue
-        pending.append((job, im))
-        if len(pending) >= cfg.batch_size:
-            flush()
-    flush()
-    rep.seconds = time.perf_counter() - t0
-    return rep
+        else:
+            rep.done.append(str(job.dst))
+            rep.frames += v.frames_out
+            rep.video_seconds += v.seconds
+        rep.warnings += [f"{job.src.name}: {w}" for w in v.warnings]
+
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        try:
+            outs = self.colorizer.colorize_batch([im for _, im in batch], quantise=True)
+        except (MemoryError, torch.OutOfMemoryError):
+            if len(batch) == 1:
+                self._fail(batch[0][0], ResourceError(f"out of memory colorizing {batch[0][0].src.name}"))
+                return self._tick()
+            for item in batch:  # retry one by one: only the item that does not fit fails
+                self.pending = [item]
+                self._flush()
+            return
+        for (job, im), (rgb, sal) in zip(batch, outs):
+            self._save(job, im, rgb, sal)
+        self._tick(len(batch))
+
+    def _save(self, job: Job, im: LoadedImage, rgb: np.ndarray, sal: np.ndarray | None) -> None:
+        try:
+            save_image(job.dst, rgb, im.alpha, bits=im.bits)
+            if self.cfg.save_saliency and sal is not None:
+                save_image(job.dst.with_name(job.dst.stem + "_saliency.png"), np.repeat(sal[..., None], 3, 2))
+            self.rep.done.append(str(job.dst))
+        except ResourceError:
+            raise  # disk full / unwritable output: stop the batch
+        except (ScganError, OSError) as e:
+            self._fail(job, InputError(str(e)))

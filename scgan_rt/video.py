@@ -39,7 +39,7 @@ from .atomic import atomic_path
 from .color import chroma_from_prediction, gamut_scale, luma_of, to_network
 from .colorizer import Colorizer
 from .encoding import fill_plane, output_bits, setup_output, verify_output
-from .errors import InputError, ResourceError, ScganError
+from .errors import InputError, ResourceError, ScganError, raise_if_signalled
 from .images import LoadedImage, save_image
 from .reading import (MAX_BAD_PACKET_SHARE, MAX_CONSECUTIVE_BAD_PACKETS, VideoInfo, open_input, plane,
                       probe_video, working_format)
@@ -104,6 +104,7 @@ class _Pipe:
         while any(t.is_alive() for t in threads):
             for t in threads:
                 t.join(timeout=0.1)
+            raise_if_signalled()
 
     def run(self, fn: Callable[[], None]) -> threading.Thread:
         def body() -> None:
