@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +21,7 @@ from rich.console import Console
 from .backends import names as backend_names
 from .export.engine import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GIB
 from .config import TrainConfig
-from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ScganError, Terminated, note_signal,
-                     raise_if_signalled)
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ScganError, Terminated, raise_if_signalled, signalled
 from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, InferConfig
 from .version import __version__
 
@@ -81,25 +81,29 @@ def guarded(fn: F) -> F:
             result = fn(*args, **kwargs)
             raise_if_signalled()  # an interrupt that native code swallowed still ends the run
             return result
-        except ScganError as e:
-            if os.environ.get("SCGAN_DEBUG"):
-                raise
-            console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt as e:
-            term = isinstance(e, Terminated)
-            console.print(f"[yellow]{'terminated' if term else 'interrupted'}[/yellow]")
-            raise typer.Exit(EXIT_TERMINATED if term else EXIT_INTERRUPTED) from None
+            _stop(isinstance(e, Terminated))
         except (typer.Exit, typer.Abort, SystemExit):
             raise
-        except Exception as e:  # a bug: say so in one line, keep the traceback for --debug
+        except Exception as e:
+            if signalled() is not None:  # the error is the interrupt's doing (a broken import, a torn write)
+                _stop(signalled() == signal.SIGTERM)
             if os.environ.get("SCGAN_DEBUG"):
                 raise
-            console.print(f"[red]internal error:[/red] {type(e).__name__}: {e} (rerun with SCGAN_DEBUG=1 for a traceback)",
-                          highlight=False, soft_wrap=True)
+            if isinstance(e, ScganError):
+                console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+                raise typer.Exit(e.exit_code) from None
+            # A bug: say so in one line, keep the traceback for SCGAN_DEBUG=1.
+            console.print(f"[red]internal error:[/red] {type(e).__name__}: {e} (rerun with SCGAN_DEBUG=1 for a "
+                          f"traceback)", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _stop(terminated: bool) -> None:
+    console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/yellow]")
+    raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
 
 
 def print_json(obj: Any) -> None:
@@ -586,26 +590,16 @@ def _print_benchmark(results: list[dict[str, Any]], label: str) -> None:
             out.print(f"{r['backend']} / {results[0]['backend']}: {r['fps'] / base:.2f}x", highlight=False)
 
 
-def _on_signal(signum: int, frame: Any) -> None:
-    import signal
-
-    note_signal(signum)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-
-
-def main() -> None:
+def run() -> None:
+    """Run the app and leave the process with its exit code (see ``scgan_rt.__main__``)."""
     import atexit
-    import signal
 
-    # `kill`, systemd and container stops send SIGTERM: clean up like Ctrl-C (no partial files).
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            signal.signal(sig, _on_signal)
     try:
         app()
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    code = exit_code_after_signal(code)
     # Exit without interpreter teardown: a native thread pool destroyed by a static
     # destructor can abort() ("terminate called without an active exception") after the
     # run already ended cleanly. atexit handlers and buffered output still go out first.
@@ -613,6 +607,23 @@ def main() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def exit_code_after_signal(code: int) -> int:
+    """A recorded SIGINT/SIGTERM decides the exit code, whatever the code it interrupted
+    made of it (an import it broke, click's own Ctrl-C handling, native code)."""
+    import signal
+
+    sig = signalled()
+    if sig is None:
+        return code
+    return EXIT_TERMINATED if sig == signal.SIGTERM else EXIT_INTERRUPTED
+
+
+def main() -> None:
+    from .__main__ import main as entry
+
+    entry()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import os
 import struct
 import warnings
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +74,7 @@ class LoadedImage:
     mode: str  # Pillow mode as read
     format: str  # Pillow format as read
     is_color: bool  # True when the input already had colour
+    warnings: list[str] = field(default_factory=list)  # what was not carried over, per file
 
 
 def is_supported(path: Path) -> bool:
@@ -121,12 +122,17 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = 178_956_970) -> L
         if w < 1 or h < 1:
             raise InputError(f"image has no pixels: {path}")
         fmt = im.format or "?"
+        frames = int(getattr(im, "n_frames", 1) or 1)
         try:
             im.load()
             im = ImageOps.exif_transpose(im)
         except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
             raise InputError(f"corrupt or truncated image: {path.name} ({e})") from None
-        return _reduce(im, path, fmt)
+        loaded = _reduce(im, path, fmt)
+        if frames > 1:
+            loaded.warnings.append(f"{'animated' if fmt in ('GIF', 'WEBP', 'PNG') else 'multi-page'} {fmt}: only the "
+                                   f"first of {frames} frames colorized")
+        return loaded
 
 
 def _reduce(im: Image.Image, path: Path, fmt: str) -> LoadedImage:

@@ -20,7 +20,7 @@ from .encoding import VIDEO_OUTPUT_SUFFIXES, video_output_suffix
 from .errors import (EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_RESOURCE, InputError, ResourceError, ScganError,
                      UsageError, raise_if_signalled)
 from .images import LoadedImage, is_supported, load_image, output_suffix, save_image
-from .reading import is_video
+from .reading import AUDIO_SUFFIXES, is_video
 from .settings import InferConfig
 from .video import colorize_video, preview_video
 
@@ -241,9 +241,13 @@ class _Run:
             self._flush()  # keep photo batches and videos from interleaving their outputs
             self._guarded(job, self._video)
             return self._tick()
+        if job.src.suffix.lower() in AUDIO_SUFFIXES:
+            self._fail(job, InputError(f"no video stream in {job.src.name} (an audio file)"))
+            return self._tick()
         im = self._guarded(job, lambda j: load_image(j.src, max_pixels=self.cfg.max_pixels))
         if im is None:
             return self._tick()
+        self.rep.warnings += [f"{job.src.name}: {w}" for w in im.warnings]
         if self.cfg.skip_color and im.is_color:
             self.rep.skipped_color.append(str(job.src))
             return self._tick()

@@ -16,6 +16,7 @@ import numpy as np
 from .errors import InputError
 from .images import check_readable
 
+AUDIO_SUFFIXES = {".m4a", ".mp3", ".wav", ".aac", ".flac", ".ogg", ".opus", ".wma"}
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
 MAX_CONSECUTIVE_BAD_PACKETS = 32
 MAX_BAD_PACKET_SHARE = 0.2  # give up when more than this share of video packets is corrupt
@@ -54,6 +55,8 @@ class VideoInfo:
     chroma_energy: float  # mean |chroma - neutral| of the first frames, 8-bit code values
     audio: int = 0
     subtitles: int = 0
+    frames_counted: bool = False  # ``frames`` is the container's count, not duration x rate
+    interlaced: bool = False
 
     @property
     def is_colour(self) -> bool:
@@ -178,4 +181,5 @@ def probe_video(src: str | os.PathLike[str], max_pixels: int = 178_956_970) -> V
                 "color_trc": int(getattr(first, "color_trc", 0) or 0)}
         rotation = int(round(getattr(first, "rotation", 0) or 0)) % 360
         return VideoInfo(w, h, frames, duration, rate, tb, bits, full, matrix, tags, rotation,
-                         float(np.mean(energies)), len(inp.streams.audio), len(inp.streams.subtitles))
+                         float(np.mean(energies)), len(inp.streams.audio), len(inp.streams.subtitles),
+                         frames_counted=bool(vin.frames), interlaced=bool(getattr(first, "interlaced_frame", False)))

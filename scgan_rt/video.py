@@ -432,6 +432,11 @@ class _VideoJob:
         rep.scene_cuts = self.stage.stab.stats.cuts
         if rep.bad_packets:
             rep.warnings.append(f"{rep.bad_packets} corrupt packets skipped")
+        if info.interlaced:
+            rep.warnings.append("interlaced source written as progressive frames (fields kept as they are, not "
+                                "deinterlaced); deinterlace it first for the cleanest colour, e.g. ffmpeg -vf bwdif")
+        if not info.frames_counted:
+            return  # an estimate from duration x average rate says nothing about truncation (VFR)
         if info.frames and rep.frames_out < info.frames - 1:
             rep.warnings.append(f"only {rep.frames_out} of {info.frames} frames could be decoded (input truncated "
                                 f"or damaged); the output holds those")

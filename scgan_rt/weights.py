@@ -153,6 +153,29 @@ def read_weights(path: str | os.PathLike[str]) -> LoadedWeights:
     return LoadedWeights(cfg, sd, meta, p, sha256_file(p))
 
 
+def read_state_dict(path: str | os.PathLike[str], what: str) -> dict[str, torch.Tensor]:
+    """A plain tensor state dict from a .safetensors or torch file (never unpickling code);
+    anything else is a one-line ``ModelError`` naming ``what`` and the file."""
+    p = Path(path)
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(p))
+        else:
+            with open(p, "rb") as fh:
+                sd = torch.load(fh, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelError(f"refusing to load {what} {p.name}: not a plain weights file (it contains pickled code)") from None
+    except Exception as e:
+        raise ModelError(f"cannot read {what} {p.name}: {(str(e).strip().splitlines() or ['?'])[0][:200]}") from None
+    if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ModelError(f"{what} {p.name} is not a state dict of tensors")
+    return sd
+
+
 def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[Generator, LoadedWeights]:
     """Build the generator described by the file and load its weights strictly, in eval mode."""
     w = read_weights(path)

@@ -41,7 +41,7 @@ register(BackendSpec("fake", {"cpu": 1}, lambda kind: (True, "a test double"), l
 
 def _cli(args, env_extra, **kw):
     env = dict(os.environ, **env_extra)
-    return subprocess.run([sys.executable, "-m", "scgan_rt.cli", *map(str, args)], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "scgan_rt", *map(str, args)], env=env, capture_output=True,
                           text=True, timeout=240, **kw)
 
 

@@ -242,7 +242,7 @@ def test_preview_and_compare(runner, tiny_weights, tmp_path, photos_dir):
 
 def _cli_subprocess(args, **kw):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "scgan_rt.cli", "colorize", *map(str, args)], env=env,
+    return subprocess.Popen([sys.executable, "-m", "scgan_rt", "colorize", *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 
 from scgan_rt.atomic import atomic_path
-from scgan_rt.errors import ModelError
+from scgan_rt.errors import ModelError, ResourceError
 
 VERSION = 1
 
@@ -44,7 +45,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     payload = {"version": VERSION, **payload, "rng": rng_state()}
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except (RuntimeError, OSError) as e:
+            # torch's zip writer reports a short write (full disk, file size limit) as a
+            # RuntimeError ("unexpected pos ..."), not as the OSError it was.
+            free = shutil.disk_usage(tmp.parent).free
+            raise ResourceError(f"disk full writing {path} (or a file size limit; {free / 2**20:.0f} MiB free "
+                                f"on its disk)") from None
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

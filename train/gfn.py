@@ -19,6 +19,7 @@ from torch import nn
 from scgan_rt.atomic import atomic_path
 from scgan_rt.config import ModelConfig, TrainConfig
 from scgan_rt.errors import InputError, ModelError, UsageError
+from scgan_rt.weights import read_state_dict
 from scgan_rt.model import GlobalFeatureNetwork, Generator
 
 from .distributed import DistInfo, average_gradients
@@ -92,13 +93,7 @@ def load_gfn_weights(gen: Generator, path: str | Path, console: Console | None =
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"--gfn-weights not found: {p}")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        sd = load_file(str(p))
-    else:
-        sd = torch.load(p, map_location="cpu", weights_only=True)
-        sd = sd.get("state_dict", sd) if isinstance(sd, dict) else {}
+    sd = read_state_dict(p, "GFN weights")
     sd = {k.split("gfn.", 1)[1] if k.startswith(("gfn.", "generator.gfn.")) else k: v for k, v in sd.items()}
     own = gen.gfn.state_dict()
     matched = {k: v for k, v in sd.items() if k in own}

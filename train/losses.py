@@ -11,6 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from scgan_rt.errors import ModelError, UsageError
+from scgan_rt.weights import read_state_dict
 
 VGG16_URL_FILE = "vgg16-397923af.pth"  # torchvision's IMAGENET1K_V1 file name in the hub cache
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -81,20 +82,6 @@ def find_vgg_weights(path: str | Path | None) -> Path:
                      f"{VGG16_URL_FILE} in {cached.parent}, pass --perceptual-weights PATH, or pass --no-perceptual")
 
 
-def _read_state(p: Path) -> dict[str, torch.Tensor]:
-    if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(p))
-    try:
-        sd = torch.load(p, map_location="cpu", weights_only=True)  # never unpickle code
-    except Exception as e:
-        raise ModelError(f"cannot read perceptual weights {p.name}: {str(e).splitlines()[0][:200]}") from None
-    if not isinstance(sd, dict):
-        raise ModelError(f"{p.name}: expected a state dict")
-    return sd
-
-
 class PerceptualLoss(nn.Module):
     """Eq. 5: L1 between VGG-16 relu3_3 features (the paper: ReLU-activated conv3_3; the
     authors' code stops before the ReLU). Inputs in [-1,1] are mapped to ImageNet
@@ -104,7 +91,7 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         self.net = _vgg16_features()
         p = find_vgg_weights(weights)
-        sd = _read_state(p)
+        sd = read_state_dict(p, "perceptual weights")
         # Accept torchvision's full vgg16 state dict ("features.N.*") or a bare features dict.
         sd = {k.removeprefix("features."): v for k, v in sd.items() if not k.startswith("classifier.")}
         own = self.net.state_dict()
