@@ -28,10 +28,14 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # Extension -> Pillow format name. Inputs outside this list are refused up front.
 FORMATS = {
     ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".tif": "TIFF",
-    ".tiff": "TIFF", ".webp": "WEBP", ".gif": "GIF",
+    ".tiff": "TIFF", ".webp": "WEBP", ".gif": "GIF", ".pgm": "PPM", ".ppm": "PPM", ".pnm": "PPM", ".pbm": "PPM",
 }
-# Formats we write back as themselves; others (GIF's 256-colour palette) become PNG.
+# Formats we write back as themselves; others (GIF's 256-colour palette, PNM) become PNG.
 WRITABLE = {"JPEG", "PNG", "BMP", "TIFF", "WEBP"}
+# Formats whose files can carry an ICC profile / EXIF block (as Pillow writes them).
+HOLDS_ICC = {"JPEG", "PNG", "TIFF", "WEBP"}
+HOLDS_EXIF = {"JPEG", "PNG", "WEBP", "TIFF"}
+EXIF_ORIENTATION = 0x0112
 # Chroma threshold (8-bit units of max |Cb|,|Cr| at the 99th percentile) above which an
 # RGB file counts as a colour photo rather than gray stored as RGB.
 COLOR_THRESHOLD = 3.0 / 255
@@ -75,6 +79,8 @@ class LoadedImage:
     format: str  # Pillow format as read
     is_color: bool  # True when the input already had colour
     warnings: list[str] = field(default_factory=list)  # what was not carried over, per file
+    icc: bytes | None = None  # the input's ICC profile, written back to the output
+    exif: bytes | None = None  # the input's EXIF, orientation reset to 1 (pixels are upright)
 
 
 def is_supported(path: Path) -> bool:
@@ -123,16 +129,76 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = 178_956_970) -> L
             raise InputError(f"image has no pixels: {path}")
         fmt = im.format or "?"
         frames = int(getattr(im, "n_frames", 1) or 1)
+        icc, exif = im.info.get("icc_profile") or None, _upright_exif(im)
         try:
-            im.load()
-            im = ImageOps.exif_transpose(im)
+            deep = _read_deep_rgb(path, fmt)
+            if deep is None:
+                im.load()
+                im = ImageOps.exif_transpose(im)
         except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as e:
             raise InputError(f"corrupt or truncated image: {path.name} ({e})") from None
-        loaded = _reduce(im, path, fmt)
+        loaded = _reduce_deep(deep, path, fmt, im.getexif().get(EXIF_ORIENTATION, 1)) if deep is not None \
+            else _reduce(im, path, fmt)
+        loaded.icc, loaded.exif = icc, exif
         if frames > 1:
             loaded.warnings.append(f"{'animated' if fmt in ('GIF', 'WEBP', 'PNG') else 'multi-page'} {fmt}: only the "
                                    f"first of {frames} frames colorized")
         return loaded
+
+
+def _upright_exif(im: Image.Image) -> bytes | None:
+    """The file's own EXIF block (JPEG, PNG, WebP) with the orientation reset to 1, because
+    the pixels are turned upright on load; None when it has none."""
+    raw = im.info.get("exif")
+    if not raw:
+        return None
+    exif = Image.Exif()
+    exif.load(raw)
+    if EXIF_ORIENTATION in exif:
+        exif[EXIF_ORIENTATION] = 1
+    return exif.tobytes()
+
+
+def _read_deep_rgb(path: Path, fmt: str) -> np.ndarray | None:
+    """16-bit RGB(A) PNG or TIFF as ``H x W x C`` uint16; None for anything Pillow reads
+    at full precision itself (Pillow reduces 16-bit colour to 8 bits)."""
+    if fmt == "PNG":
+        with open(path, "rb") as f:
+            head = f.read(26)
+        if len(head) < 26 or head[24] != 16 or head[25] not in (2, 6):
+            return None
+        import av
+
+        with av.open(str(path)) as c:  # FFmpeg's PNG decoder keeps the 16 bits
+            frame = next(c.decode(video=0))
+            return frame.to_ndarray(format="rgba64le" if head[25] == 6 else "rgb48le")
+    if fmt == "TIFF":
+        import tifffile
+
+        with tifffile.TiffFile(path) as t:
+            page = t.pages[0]
+            if page.bitspersample != 16 or page.samplesperpixel < 3 or page.photometric != 2:
+                return None
+            return page.asarray()[..., :4]
+    return None
+
+
+def _reduce_deep(a: np.ndarray, path: Path, fmt: str, orientation: int) -> LoadedImage:
+    a = _orient(a, orientation)
+    y = np.empty(a.shape[:2], np.float32)
+    for r0 in range(0, a.shape[0], STRIP_ROWS):
+        y[r0:r0 + STRIP_ROWS] = luma_of(a[r0:r0 + STRIP_ROWS, :, :3].astype(np.float32) / 65535)
+    alpha = a[..., 3].astype(np.float32) / 65535 if a.shape[2] == 4 else None
+    rgb8 = (a[..., :3] >> 8).astype(np.uint8)
+    return LoadedImage(path, np.clip(y, 0, 1, out=y), alpha, 16, "RGB;16", fmt, _has_color(rgb8))
+
+
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) to an ``H x W x C`` array, as ``exif_transpose`` does."""
+    flips = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
+             5: lambda x: x.transpose(1, 0, 2), 6: lambda x: np.rot90(x, -1), 7: lambda x: np.rot90(x, 1)[::-1],
+             8: lambda x: np.rot90(x, 1)}
+    return np.ascontiguousarray(flips[orientation](a)) if orientation in flips else a
 
 
 def _reduce(im: Image.Image, path: Path, fmt: str) -> LoadedImage:
@@ -178,32 +244,58 @@ def _has_color(rgb: np.ndarray) -> bool:
 
 
 def save_image(path: str | os.PathLike[str], rgb: np.ndarray, alpha: np.ndarray | None = None,
-               bits: int = 8, quality: int = 95) -> Path:
+               bits: int = 8, quality: int = 95, icc: bytes | None = None, exif: bytes | None = None,
+               notes: list[str] | None = None) -> Path:
     """Write ``H x W x 3`` RGB atomically: float in [0, 1], or already quantised uint8 /
     uint16 (what the strip merge produces), plus an optional float alpha plane.
 
-    16-bit output is written only to PNG (Pillow cannot write 16-bit RGB, so a minimal
-    PNG encoder is used); other formats get 8 bits. JPEG cannot hold alpha: callers pick
-    the output suffix with ``output_suffix`` so this does not happen.
+    16 bits are written to PNG (a minimal encoder: Pillow cannot write 16-bit RGB) and TIFF
+    (tifffile); other formats get 8 bits. The ICC profile and EXIF go into formats that
+    hold them; what a format cannot hold is said in ``notes``. JPEG cannot hold alpha:
+    callers pick the output suffix with ``output_suffix`` so this does not happen.
     """
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower(), "PNG")
-    deep = bits == 16 and fmt == "PNG"
+    deep = bits == 16 and fmt in ("PNG", "TIFF")
+    if bits == 16 and not deep and notes is not None:
+        notes.append(f"16-bit input written as 8-bit: {fmt} output holds 8 bits per channel")
     planes = _quantised(rgb, deep)
     if alpha is not None:
         planes = np.concatenate([planes, _quantised(alpha[..., None], deep)], axis=2)
+    _note_metadata(fmt, deep, icc, exif, notes)
     with atomic_path(path) as tmp:
-        if deep:
-            _write_png16(tmp, planes.astype(">u2"))
+        if deep and fmt == "PNG":
+            _write_png16(tmp, planes.astype(">u2"), icc, exif)
+        elif deep:
+            import tifffile
+
+            tifffile.imwrite(tmp, planes, photometric="rgb", iccprofile=icc,
+                             extrasamples=("unassalpha",) if alpha is not None else None)
         else:
-            im = Image.fromarray(planes, "RGB" if alpha is None else "RGBA")
-            if fmt == "JPEG":
-                if alpha is not None:
-                    im = im.convert("RGB")
-                im.save(tmp, "JPEG", quality=quality, subsampling=0)
-            else:
-                im.save(tmp, fmt)
+            _save_8bit(tmp, planes, fmt, alpha is not None, quality, icc if fmt in HOLDS_ICC else None,
+                       exif if fmt in HOLDS_EXIF else None)
     return path
+
+
+def _note_metadata(fmt: str, deep: bool, icc: bytes | None, exif: bytes | None, notes: list[str] | None) -> None:
+    if notes is None:
+        return
+    if icc and fmt not in HOLDS_ICC:
+        notes.append(f"ICC profile dropped: {fmt} output cannot hold it")
+    if exif and (fmt not in HOLDS_EXIF or (deep and fmt == "TIFF")):
+        notes.append(f"EXIF dropped: {'16-bit ' if deep else ''}{fmt} output cannot hold it here")
+
+
+def _save_8bit(tmp: Path, planes: np.ndarray, fmt: str, has_alpha: bool, quality: int, icc: bytes | None,
+               exif: bytes | None) -> None:
+    im = Image.fromarray(planes, "RGBA" if has_alpha else "RGB")
+    extra = {k: v for k, v in (("icc_profile", icc), ("exif", exif)) if v}
+    if fmt == "JPEG":
+        if has_alpha:
+            im = im.convert("RGB")
+        im.save(tmp, "JPEG", quality=quality, subsampling=0, **extra)
+    else:
+        im.save(tmp, fmt, **extra)
 
 
 def _quantised(a: np.ndarray, deep: bool) -> np.ndarray:
@@ -215,8 +307,9 @@ def _quantised(a: np.ndarray, deep: bool) -> np.ndarray:
     return np.round(np.clip(a, 0, 1) * top).astype(np.uint16 if deep else np.uint8)
 
 
-def _write_png16(path: Path, arr: np.ndarray) -> None:
-    """Minimal 16-bit-per-channel RGB/RGBA PNG encoder (big-endian samples)."""
+def _write_png16(path: Path, arr: np.ndarray, icc: bytes | None = None, exif: bytes | None = None) -> None:
+    """Minimal 16-bit-per-channel RGB/RGBA PNG encoder (big-endian samples), with the
+    ICC profile (iCCP) and EXIF (eXIf) chunks when given."""
     h, w, c = arr.shape
     color_type = {3: 2, 4: 6}[c]
     raw = b"".join(b"\x00" + arr[y].tobytes() for y in range(h))
@@ -226,4 +319,9 @@ def _write_png16(path: Path, arr: np.ndarray) -> None:
 
     ihdr = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
     with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr))
+        if icc:
+            f.write(chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc)))
+        if exif:
+            f.write(chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+        f.write(chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))

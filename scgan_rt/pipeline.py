@@ -329,7 +329,9 @@ class _Run:
 
     def _save(self, job: Job, im: LoadedImage, rgb: np.ndarray, sal: np.ndarray | None) -> None:
         try:
-            save_image(job.dst, rgb, im.alpha, bits=im.bits)
+            notes: list[str] = []
+            save_image(job.dst, rgb, im.alpha, bits=im.bits, icc=im.icc, exif=im.exif, notes=notes)
+            self.rep.warnings += [f"{job.src.name}: {n}" for n in notes]
             if self.cfg.save_saliency and sal is not None:
                 save_image(job.dst.with_name(job.dst.stem + "_saliency.png"), np.repeat(sal[..., None], 3, 2))
             self.rep.done.append(str(job.dst))
