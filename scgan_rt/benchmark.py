@@ -19,7 +19,7 @@ import numpy as np
 from .backends import open_backend
 from .colorizer import Colorizer
 from .config import check_size
-from .encoding import output_bits
+from .encoding import choose_encoder, output_bits
 from .errors import ResourceError, UsageError
 from .export.onnx import sample_gray_images
 from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, InferConfig
@@ -121,8 +121,8 @@ def benchmark_video(src: str | os.PathLike[str], weights: str | os.PathLike[str]
 
     import av
 
-    cfg = cfg.replace(force=True)
     info = probe_video(src, cfg.max_pixels)
+    cfg = cfg.replace(force=True, codec=choose_encoder(info.codec, cfg.codec)[0])
     colorizer = Colorizer.open(cfg, weights)
     dev = colorizer.device
     res: dict[str, Any] = {"clip": str(src), "width": info.width, "height": info.height,

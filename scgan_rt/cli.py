@@ -270,7 +270,7 @@ def colorize_cmd(
     overwrite: bool = typer.Option(I.overwrite, "--overwrite", help="Redo outputs that already exist."),
     skip_color: bool = typer.Option(I.skip_color, "--skip-color", help="Skip photos that already have colour."),
     force: bool = typer.Option(I.force, "--force", help="Recolorize videos that already have colour (skipped by default)."),
-    codec: str = typer.Option(I.codec, "--codec", help="Video encoder (libx264, libx265, libvpx-vp9, ...)."),
+    codec: str = typer.Option(I.codec, "--codec", help="Video encoder: auto keeps the source's family (VP9, HEVC, AV1) where an encoder exists, else H.264; or libx264, libx265, libvpx-vp9, libsvtav1, ..."),
     crf: int = typer.Option(I.crf, "--crf", help="Video quality (constant rate factor; lower is better)."),
     encoder_preset: str = typer.Option(I.encoder_preset, "--encoder-preset", help="x264/x265 speed preset (ultrafast ... veryslow)."),
     preset_alias: Optional[str] = typer.Option(None, "--preset", hidden=True),
@@ -289,7 +289,8 @@ def colorize_cmd(
                       save_saliency=save_saliency, overwrite=overwrite, codec=codec, crf=crf,
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias),
                       temporal_strength=temporal_strength, force=force, compare=compare, preview=preview).validate()
-    jobs = plan_jobs(inputs, output, video_tag="_compare" if compare else None, preview=bool(preview))
+    jobs = plan_jobs(inputs, output, video_tag="_compare" if compare else None, preview=bool(preview),
+                     codec=cfg.codec)
     preflight_outputs(jobs)
     colorizer = Colorizer.open(cfg, _weights(model))
     with _progress() as prog:

@@ -12,17 +12,41 @@ import numpy as np
 
 from .errors import ResourceError, UsageError
 from .settings import InferConfig
-from .reading import VideoInfo, frac
+from .reading import VideoInfo, frac, source_codec
 
 
 # Software encoders ``info`` lists; ``--codec`` accepts any encoder PyAV has.
 KNOWN_ENCODERS = ("libx264", "libx265", "libvpx-vp9", "libsvtav1", "libaom-av1")
-VIDEO_OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov", ".m4v")
+VIDEO_OUTPUT_SUFFIXES = (".mp4", ".mkv", ".mov", ".m4v", ".webm")
+# ``--codec auto``: the source's codec family -> encoders that keep it, first found wins.
+FAMILY_ENCODERS = {"h264": ("libx264",), "hevc": ("libx265",), "vp9": ("libvpx-vp9",), "vp8": ("libvpx-vp9",),
+                   "av1": ("libsvtav1", "libaom-av1")}
+FALLBACK_ENCODER = "libx264"
+WEBM_ENCODERS = {"libvpx-vp9", "libvpx", "libsvtav1", "libaom-av1"}
 
 
-def video_output_suffix(path: Path) -> str:
-    # H.264 goes into MP4 unless the source was Matroska/WebM, which we keep as .mkv.
-    return ".mkv" if path.suffix.lower() in (".mkv", ".webm") else ".mp4"
+def choose_encoder(source_codec: str, setting: str) -> tuple[str, str | None]:
+    """The encoder for ``--codec`` (``auto``: the source's family where an encoder for it
+    exists, else H.264) and a note when the family changes."""
+    if setting != "auto":
+        return setting, None
+    have = video_encoders()
+    for enc in FAMILY_ENCODERS.get(source_codec, ()):
+        if enc in have:
+            return enc, None
+    if source_codec in FAMILY_ENCODERS:
+        return FALLBACK_ENCODER, f"{source_codec} source written as H.264: this PyAV build has no {source_codec} encoder"
+    return FALLBACK_ENCODER, f"{source_codec} source written as H.264 (no encoder for its family)"
+
+
+def video_output_suffix(path: Path, codec: str = "auto") -> str:
+    """Matroska stays .mkv; WebM stays .webm when the encoder can go there (else .mkv);
+    everything else becomes .mp4."""
+    suffix = path.suffix.lower()
+    if suffix == ".webm":
+        enc = choose_encoder(source_codec(path), codec)[0] if codec == "auto" else codec
+        return ".webm" if enc in WEBM_ENCODERS else ".mkv"
+    return ".mkv" if suffix == ".mkv" else ".mp4"
 
 
 def output_bits(codec: str, bits: int) -> tuple[str, int]:

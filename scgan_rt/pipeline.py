@@ -70,7 +70,8 @@ class Report:
 
 
 def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None = None, *,
-              tag: str = "_colorized", video_tag: str | None = None, preview: bool = False) -> list[Job]:
+              tag: str = "_colorized", video_tag: str | None = None, preview: bool = False,
+              codec: str = InferConfig.codec) -> list[Job]:
     """Expand files and folders (recursively) into jobs, every output planned up front.
 
     ``output`` None: a file's result goes beside it as ``NAME{tag}.EXT``, a folder's into a
@@ -97,13 +98,13 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
         if not p.exists():
             raise InputError(f"not found: {p}")
         if p.is_dir():
-            jobs += _folder_jobs(p, out, tag, video_tag, nested=out is not None and len(paths) > 1)
+            jobs += _folder_jobs(p, out, tag, video_tag, codec, nested=out is not None and len(paths) > 1)
         elif as_file:
             jobs.append(Job(p, _checked_file_output(p, out)))  # type: ignore[arg-type]
         else:
             name = p.stem + (video_tag if video_tag and is_video(p) else ("" if out is not None else tag))
             where = p.parent if out is None else out / p.resolve().parent.relative_to(files_root)
-            jobs.append(Job(p, where / (name + _suffix(p))))
+            jobs.append(Job(p, where / (name + _suffix(p, codec))))
     jobs = _unique_outputs(_unique_inputs(jobs))
     if preview:
         jobs = [Job(j.src, (out or j.src.with_name(j.src.stem + "_preview")) if is_video(j.src) else j.dst)
@@ -114,7 +115,8 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
     return jobs
 
 
-def _folder_jobs(folder: Path, out: Path | None, tag: str, video_tag: str | None, nested: bool) -> list[Job]:
+def _folder_jobs(folder: Path, out: Path | None, tag: str, video_tag: str | None, codec: str,
+                 nested: bool) -> list[Job]:
     root = out if out is not None else folder.with_name(folder.name + tag)
     if root.resolve() == folder.resolve():
         raise UsageError(f"the output folder is the input folder ({folder}); choose another -o")
@@ -132,7 +134,7 @@ def _folder_jobs(folder: Path, out: Path | None, tag: str, video_tag: str | None
         if video_tag and is_video(f):
             rel = rel.with_name(rel.stem + video_tag + rel.suffix)
         dst = (root / folder.name / rel) if nested else (root / rel)
-        jobs.append(Job(f, dst.with_suffix(_suffix(f))))
+        jobs.append(Job(f, dst.with_suffix(_suffix(f, codec))))
     return jobs
 
 
@@ -176,8 +178,8 @@ def _unique_outputs(jobs: list[Job]) -> list[Job]:
     return jobs
 
 
-def _suffix(path: Path) -> str:
-    return video_output_suffix(path) if is_video(path) else output_suffix(path)
+def _suffix(path: Path, codec: str) -> str:
+    return video_output_suffix(path, codec) if is_video(path) else output_suffix(path)
 
 
 def _is_within(path: Path, folder: Path) -> bool:

@@ -57,6 +57,7 @@ class VideoInfo:
     subtitles: int = 0
     frames_counted: bool = False  # ``frames`` is the container's count, not duration x rate
     interlaced: bool = False
+    codec: str = ""  # the source's video codec (h264, hevc, vp9, av1, ...)
 
     @property
     def is_colour(self) -> bool:
@@ -132,6 +133,18 @@ def chroma_energy(frame: Any) -> float:
     return float(np.mean(np.sqrt(u * u + v * v)))
 
 
+def source_codec(path: Path) -> str:
+    """The first video stream's codec name (``h264``, ``vp9``...), from the header only;
+    empty when the file cannot be opened (the job reports that properly later)."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            return c.streams.video[0].codec_context.name if c.streams.video else ""
+    except (av.error.FFmpegError, OSError, ValueError):
+        return ""
+
+
 def probe_video(src: str | os.PathLike[str], max_pixels: int = 178_956_970) -> VideoInfo:
     """Read a video's geometry, colour description and whether it already has colour.
 
@@ -182,4 +195,5 @@ def probe_video(src: str | os.PathLike[str], max_pixels: int = 178_956_970) -> V
         rotation = int(round(getattr(first, "rotation", 0) or 0)) % 360
         return VideoInfo(w, h, frames, duration, rate, tb, bits, full, matrix, tags, rotation,
                          float(np.mean(energies)), len(inp.streams.audio), len(inp.streams.subtitles),
-                         frames_counted=bool(vin.frames), interlaced=bool(getattr(first, "interlaced_frame", False)))
+                         frames_counted=bool(vin.frames), interlaced=bool(getattr(first, "interlaced_frame", False)),
+                         codec=vin.codec_context.name)

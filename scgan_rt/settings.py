@@ -34,7 +34,7 @@ class InferConfig:
     overwrite: bool = False
     max_pixels: int = PILLOW_MAX_PIXELS
     # Video
-    codec: str = "libx264"
+    codec: str = "auto"  # auto: the source's family (VP9, HEVC, AV1) where an encoder exists, else H.264
     crf: int = 18
     encoder_preset: str = "medium"  # x264/x265 speed preset
     temporal_strength: float = 0.7  # chroma EMA weight on static pixels; 0 = per-frame
@@ -53,7 +53,7 @@ class InferConfig:
             raise UsageError(f"--temporal-strength must be in [0, 1), got {self.temporal_strength}")
         if not 0 <= self.crf <= 63:
             raise UsageError(f"--crf must be in 0..63, got {self.crf}")
-        if self.codec in ("libx264", "libx265") and self.encoder_preset not in X264_PRESETS:
+        if self.codec in ("auto", "libx264", "libx265") and self.encoder_preset not in X264_PRESETS:
             raise UsageError(f"--encoder-preset must be one of {', '.join(X264_PRESETS)}, got {self.encoder_preset!r}")
         if self.preview < 0:
             raise UsageError(f"--preview must be >= 0, got {self.preview}")

@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from .atomic import atomic_path
 from .color import chroma_from_prediction, gamut_scale, luma_of, to_network
 from .colorizer import Colorizer
-from .encoding import fill_plane, output_bits, setup_output, verify_output
-from .errors import InputError, ResourceError, ScganError, raise_if_signalled
+from .encoding import WEBM_ENCODERS, choose_encoder, fill_plane, output_bits, setup_output, verify_output
+from .errors import InputError, ResourceError, ScganError, UsageError, raise_if_signalled
 from .images import LoadedImage, save_image
 from .reading import (MAX_BAD_PACKET_SHARE, MAX_CONSECUTIVE_BAD_PACKETS, VideoInfo, open_input, plane,
                       probe_video, working_format)
@@ -245,9 +245,15 @@ class _VideoJob:
 
     def __init__(self, src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferConfig, info: VideoInfo,
                  on_frame: Callable[[int, int], None] | None) -> None:
-        self.src, self.dst, self.cfg, self.info, self.on_frame = src, dst, cfg, info, on_frame
+        self.src, self.dst, self.info, self.on_frame = src, dst, info, on_frame
         self.size = colorizer.size if colorizer is not None else cfg.size
         self.rep = VideoReport(output=str(dst))
+        codec, note = choose_encoder(info.codec, cfg.codec)
+        if note:
+            self.rep.warnings.append(note)
+        if dst.suffix.lower() == ".webm" and codec not in WEBM_ENCODERS:
+            raise UsageError(f"{dst.name}: WebM holds VP8/VP9/AV1, not {codec}; use .mkv/.mp4 or --codec libvpx-vp9")
+        self.cfg = cfg = cfg.replace(codec=codec)
         self.pix_fmt, out_bits = output_bits(cfg.codec, info.bits)
         if out_bits < info.bits:
             self.rep.warnings.append(f"{info.bits}-bit source written as 8-bit ({cfg.codec} has no 10-bit 4:2:0)")
