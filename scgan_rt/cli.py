@@ -267,6 +267,8 @@ def colorize_cmd(
     batch_size: int = typer.Option(I.batch_size, "--batch-size", help="Frames per network call."),
     size: int = typer.Option(I.size, "--size", help="Network input size (a multiple of 256)."),
     save_saliency: bool = typer.Option(I.save_saliency, "--save-saliency", help="Also write NAME_saliency.png (photos)."),
+    saturation: float = typer.Option(I.saturation, "--saturation", help="Scale the predicted colour around gray "
+                                     "(1 = as predicted; the model card lists measured PSNR/SSIM/CCI for 1.0/1.3/1.6)."),
     overwrite: bool = typer.Option(I.overwrite, "--overwrite", help="Redo outputs that already exist."),
     skip_color: bool = typer.Option(I.skip_color, "--skip-color", help="Skip photos that already have colour."),
     force: bool = typer.Option(I.force, "--force", help="Recolorize videos that already have colour (skipped by default)."),
@@ -278,7 +280,8 @@ def colorize_cmd(
         I.temporal_strength, "--temporal-strength", help="Video chroma smoothing over time in [0, 1); 0 turns it off."),
     preview: int = typer.Option(I.preview, "--preview", help="Only write N evenly spaced colorized frames per video as PNG "
                                 "(into -o, else NAME_preview/ beside the video)."),
-    compare: bool = typer.Option(I.compare, "--compare", help="Write videos as gray | colour side by side (NAME_compare)."),
+    compare: bool = typer.Option(I.compare, "--compare", help="Write gray | colour side by side (NAME_compare), photos and videos."),
+    report: bool = typer.Option(False, "--report", help="Also write report.html (a contact sheet) into the output folder."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Colorize photos and videos at their original resolution (luminance kept, chroma predicted)."""
@@ -286,19 +289,32 @@ def colorize_cmd(
     from .pipeline import colorize_files, plan_jobs, preflight_outputs
 
     cfg = InferConfig(size=size, batch_size=batch_size, backend=backend, device=device, skip_color=skip_color,
-                      save_saliency=save_saliency, overwrite=overwrite, codec=codec, crf=crf,
+                      save_saliency=save_saliency, saturation=saturation, overwrite=overwrite, codec=codec, crf=crf,
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias),
                       temporal_strength=temporal_strength, force=force, compare=compare, preview=preview).validate()
-    jobs = plan_jobs(inputs, output, video_tag="_compare" if compare else None, preview=bool(preview),
+    jobs = plan_jobs(inputs, output, compare_tag="_compare" if compare else None, preview=bool(preview),
                      codec=cfg.codec)
     preflight_outputs(jobs)
     colorizer = Colorizer.open(cfg, _weights(model))
     with _progress() as prog:
         bars = _RunProgress(prog, colorizer.backend.name, len(jobs))
         rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames)
+    if report:
+        rep.report = str(_write_run_report(rep, jobs, output))
     _print_report(rep, json_out)
     if rep.exit_code:
         raise typer.Exit(rep.exit_code)
+
+
+def _write_run_report(rep: Any, jobs: list[Any], output: Optional[Path]) -> Path:
+    from .report import Sheet
+
+    folder = output if output is not None and output.is_dir() else (output.parent if output is not None
+                                                                     else jobs[0].dst.parent)
+    sheet = Sheet(folder)
+    sheet.add_run(rep, jobs)
+    summary = {k: v for k, v in rep.as_dict().items() if k not in ("outputs", "failed", "warnings")}
+    return sheet.write(f"scgan-rt colorize: {len(rep.done)} of {rep.total} written", summary)
 
 
 def _print_report(rep: Any, json_out: bool) -> None:
@@ -325,6 +341,9 @@ def evaluate_cmd(
     size: int = typer.Option(I.size, "--size", help="Evaluation size (paper: 256)."),
     backend: str = typer.Option(I.backend, "--backend", metavar=BACKEND_CHOICES),
     device: str = typer.Option(I.device, "--device", metavar=DEVICE_CHOICES),
+    saturation: float = typer.Option(I.saturation, "--saturation", help="Scale the predicted colour around gray."),
+    report: bool = typer.Option(False, "--report", help="Also write FOLDER_evaluation/report.html: gray | model | "
+                                "truth per photo, a CCI histogram and PSNR/SSIM against the gray baseline."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """PSNR, SSIM, CCI mean and CCI ratio of the model vs the grayscale baseline (paper Table I)."""
@@ -335,7 +354,7 @@ def evaluate_cmd(
     from .images import LoadedImage
     from .metrics import evaluate
 
-    cfg = InferConfig(size=size, backend=backend, device=device).validate()
+    cfg = InferConfig(size=size, backend=backend, device=device, saturation=saturation).validate()
     if not folder.is_dir():
         raise InputError(f"not a folder: {folder}")
     colorizer = Colorizer.open(cfg, _weights(model))
@@ -343,9 +362,13 @@ def evaluate_cmd(
     def run(gray: np.ndarray) -> np.ndarray:
         return colorizer.colorize_batch([LoadedImage(folder, gray, None, 8, "L", "", False)])[0][0]
 
+    sheet = _EvaluationSheet(folder) if report else None
     with _progress() as prog:
         task = prog.add_task("evaluating", total=None, rate="")
-        res = evaluate(folder, run, size=cfg.size, on_progress=lambda d, t: prog.update(task, completed=d, total=t))
+        res = evaluate(folder, run, size=cfg.size, on_progress=lambda d, t: prog.update(task, completed=d, total=t),
+                       on_item=sheet.add if sheet else None)
+    if sheet is not None:
+        res["report"] = str(sheet.write(res))
     if json_out:
         print_json(res)
         return
@@ -359,6 +382,35 @@ def evaluate_cmd(
         t.add_row(name, f"{s['psnr']:.3f}", f"{s['ssim']:.4f}", f"{s['ssim_dr2']:.4f}", f"{s['cci_mean']:.2f}",
                   f"{100 * s['cci_ratio']:.1f}%")
     out.print(t)
+
+
+class _EvaluationSheet:
+    def __init__(self, folder: Path) -> None:
+        from .report import Sheet
+
+        self.sheet = Sheet(folder.with_name(folder.name + "_evaluation"))
+        self.scores: list[dict[str, float]] = []
+
+    def add(self, path: Path, gray: Any, pred: Any, truth: Any, scores: dict[str, float]) -> None:
+        import numpy as np
+
+        from .report import Item
+
+        pics = {"gray": self.sheet.thumb(np.repeat(gray[..., None], 3, axis=2)), "model": self.sheet.thumb(pred),
+                "truth": self.sheet.thumb(truth)}
+        self.sheet.items.append(Item(path.name, "done", path, None, metrics=scores, pictures=pics))
+        self.scores.append(scores)
+
+    def write(self, res: dict[str, Any]) -> Path:
+        from .report import histogram_svg, scatter_svg
+
+        s = self.scores
+        charts = [histogram_svg([x["cci"] for x in s], [x["truth_cci"] for x in s], "CCI per photo"),
+                  scatter_svg([(x["gray_psnr"], x["psnr"]) for x in s], "PSNR dB: model vs gray", "gray", "model"),
+                  scatter_svg([(x["gray_ssim"], x["ssim"]) for x in s], "SSIM: model vs gray", "gray", "model")]
+        summary = {"photos": res["images"], "model": res["model"], "grayscale": res["grayscale_baseline"],
+                   "ground-truth CCI": res["ground_truth_cci_mean"]}
+        return self.sheet.write(f"scgan-rt evaluate: {res['images']} photos", summary, charts)
 
 
 @app.command("train")

@@ -53,6 +53,12 @@ class Colorizer:
             raise ModelError(f"model produced NaN/Inf: {name} is broken (NaN/Inf weights?)")
         return torch.from_numpy(rgb).to(self.device), sal
 
+    def chroma(self, rgb_pred: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
+        """The prediction's (Cb, Cr) in ``matrix``, scaled by ``--saturation`` around neutral
+        (the gamut step after it keeps every pixel inside the RGB cube)."""
+        cbcr = chroma_from_prediction(rgb_pred, matrix)
+        return cbcr * self.config.saturation if self.config.saturation != 1.0 else cbcr
+
     def colorize_batch(self, images: Sequence[LoadedImage], quantise: bool = False
                        ) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """Per image, ``H x W x 3`` RGB and optional ``H x W`` saliency. RGB is float in
@@ -62,7 +68,7 @@ class Colorizer:
             return []
         small = torch.cat([to_network(torch.from_numpy(im.luma)[None, None], self.size) for im in images])
         rgb_pred, sal = self.predict(small)
-        cbcr = chroma_from_prediction(rgb_pred)
+        cbcr = self.chroma(rgb_pred)
         results = []
         for i, im in enumerate(images):
             dtype = (np.uint16 if im.bits == 16 else np.uint8) if quantise else np.float32

@@ -95,9 +95,12 @@ def load_eval_photo(path: Path, size: int = 256) -> np.ndarray:
 
 
 def evaluate(folder: str | os.PathLike[str], colorize: Callable[[np.ndarray], np.ndarray], size: int = 256,
-             on_progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
+             on_progress: Callable[[int, int], None] | None = None,
+             on_item: Callable[[Path, np.ndarray, np.ndarray, np.ndarray, dict[str, float]], None] | None = None
+             ) -> dict[str, object]:
     """Score ``colorize`` (gray ``H x W`` -> RGB ``H x W x 3``, both in [0, 1]) against the
-    grayscale baseline on every photo under ``folder`` (the Table I protocol)."""
+    grayscale baseline on every photo under ``folder`` (the Table I protocol).
+    ``on_item(path, gray, prediction, truth, scores)`` sees each photo (for ``--report``)."""
     files = sorted(f for f in Path(folder).rglob("*") if f.is_file() and is_supported(f))
     if not files:
         raise InputError(f"no images found under {folder}")
@@ -114,6 +117,10 @@ def evaluate(folder: str | os.PathLike[str], colorize: Callable[[np.ndarray], np
         for out, rows in ((pred, model_rows), (base, base_rows)):
             rows.append((psnr(out, gt), ssim(out, gt, 1.0), ssim(out, gt, 2.0), cci(out)))
         gt_cci.append(cci(gt))
+        if on_item:
+            (p, s, _, c), (bp, bs, _, _) = model_rows[-1], base_rows[-1]
+            on_item(f, gray, pred, gt, {"psnr": p, "ssim": s, "cci": c, "gray_psnr": bp, "gray_ssim": bs,
+                                        "truth_cci": gt_cci[-1]})
         if on_progress:
             on_progress(i + 1, len(files))
     if not model_rows:

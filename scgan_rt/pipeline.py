@@ -44,6 +44,7 @@ class Report:
     video_seconds: float = 0.0
     seconds: float = 0.0
     backend: str = ""
+    report: str = ""  # the HTML report's path, with --report
 
     @property
     def exit_code(self) -> int:
@@ -65,12 +66,12 @@ class Report:
             "seconds": round(self.seconds, 3), "images_per_s": round(self.images_per_s, 3), "backend": self.backend,
             "outputs": self.done, "video_frames": self.frames,
             "video_fps": round(self.frames / self.video_seconds, 3) if self.video_seconds else None,
-            "warnings": self.warnings,
+            "warnings": self.warnings, **({"report": self.report} if self.report else {}),
         }
 
 
 def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None = None, *,
-              tag: str = "_colorized", video_tag: str | None = None, preview: bool = False,
+              tag: str = "_colorized", compare_tag: str | None = None, preview: bool = False,
               codec: str = InferConfig.codec) -> list[Job]:
     """Expand files and folders (recursively) into jobs, every output planned up front.
 
@@ -78,7 +79,7 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
     sibling ``FOLDER{tag}/`` mirroring its tree. ``output`` with a file suffix and a single
     file input: that exact path. Otherwise ``output`` is a folder mirroring the inputs
     (explicit files from different folders keep those folders below it).
-    ``video_tag`` (e.g. ``_compare``) is appended to video names in folder outputs.
+    ``compare_tag`` (``_compare``) is appended to output names (gray | colour pictures).
     ``preview``: a video's job writes into a folder (``output``, else ``NAME_preview/``).
 
     Two inputs never share an output: when stems clash (``pic.png`` + ``pic.gif``) the one
@@ -98,11 +99,11 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
         if not p.exists():
             raise InputError(f"not found: {p}")
         if p.is_dir():
-            jobs += _folder_jobs(p, out, tag, video_tag, codec, nested=out is not None and len(paths) > 1)
+            jobs += _folder_jobs(p, out, tag, compare_tag, codec, nested=out is not None and len(paths) > 1)
         elif as_file:
             jobs.append(Job(p, _checked_file_output(p, out)))  # type: ignore[arg-type]
         else:
-            name = p.stem + (video_tag if video_tag and is_video(p) else ("" if out is not None else tag))
+            name = p.stem + (compare_tag or ("" if out is not None else tag))
             where = p.parent if out is None else out / p.resolve().parent.relative_to(files_root)
             jobs.append(Job(p, where / (name + _suffix(p, codec))))
     jobs = _unique_outputs(_unique_inputs(jobs))
@@ -115,7 +116,7 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
     return jobs
 
 
-def _folder_jobs(folder: Path, out: Path | None, tag: str, video_tag: str | None, codec: str,
+def _folder_jobs(folder: Path, out: Path | None, tag: str, compare_tag: str | None, codec: str,
                  nested: bool) -> list[Job]:
     root = out if out is not None else folder.with_name(folder.name + tag)
     if root.resolve() == folder.resolve():
@@ -131,8 +132,8 @@ def _folder_jobs(folder: Path, out: Path | None, tag: str, video_tag: str | None
     jobs = []
     for f in files:
         rel = f.relative_to(folder)
-        if video_tag and is_video(f):
-            rel = rel.with_name(rel.stem + video_tag + rel.suffix)
+        if compare_tag:
+            rel = rel.with_name(rel.stem + compare_tag + rel.suffix)
         dst = (root / folder.name / rel) if nested else (root / rel)
         jobs.append(Job(f, dst.with_suffix(_suffix(f, codec))))
     return jobs
@@ -332,7 +333,11 @@ class _Run:
     def _save(self, job: Job, im: LoadedImage, rgb: np.ndarray, sal: np.ndarray | None) -> None:
         try:
             notes: list[str] = []
-            save_image(job.dst, rgb, im.alpha, bits=im.bits, icc=im.icc, exif=im.exif, notes=notes)
+            if self.cfg.compare:
+                rgb, alpha = side_by_side(im, rgb), None
+            else:
+                alpha = im.alpha
+            save_image(job.dst, rgb, alpha, bits=im.bits, icc=im.icc, exif=im.exif, notes=notes)
             self.rep.warnings += [f"{job.src.name}: {n}" for n in notes]
             if self.cfg.save_saliency and sal is not None:
                 save_image(job.dst.with_name(job.dst.stem + "_saliency.png"), np.repeat(sal[..., None], 3, 2))
@@ -341,3 +346,10 @@ class _Run:
             raise  # disk full / unwritable output: stop the batch
         except (ScganError, OSError) as e:
             self._fail(job, InputError(str(e)))
+
+
+def side_by_side(im: LoadedImage, rgb: np.ndarray) -> np.ndarray:
+    """``--compare``: the gray input left of its colorization, in the output's code values."""
+    top = {np.dtype(np.uint8): 255, np.dtype(np.uint16): 65535}.get(rgb.dtype, 1)
+    gray = np.round(im.luma * top) if top > 1 else im.luma
+    return np.concatenate([np.repeat(gray.astype(rgb.dtype)[..., None], 3, axis=2), rgb], axis=1)

@@ -31,6 +31,7 @@ class InferConfig:
     device: str = "auto"
     skip_color: bool = False
     save_saliency: bool = False
+    saturation: float = 1.0  # scales the predicted chroma around neutral, before the gamut step
     overwrite: bool = False
     max_pixels: int = PILLOW_MAX_PIXELS
     # Video
@@ -47,6 +48,8 @@ class InferConfig:
         check_size(self.size)
         check_backend(self.backend)
         check_device(self.device)
+        if not 0 <= self.saturation <= 4:
+            raise UsageError(f"--saturation must be in [0, 4], got {self.saturation}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
         if not 0 <= self.temporal_strength < 1:

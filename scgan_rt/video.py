@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_path
-from .color import chroma_from_prediction, gamut_scale, luma_of, to_network
+from .color import gamut_scale, luma_of, to_network
 from .colorizer import Colorizer
 from .encoding import WEBM_ENCODERS, choose_encoder, fill_plane, output_bits, setup_output, verify_output
 from .errors import InputError, ResourceError, ScganError, UsageError, raise_if_signalled
@@ -204,7 +204,7 @@ class ChromaStage:
             return batch
         small = torch.cat([fr.small for fr in batch])
         rgb, _ = self.colorizer.predict(small)
-        cbcr = chroma_from_prediction(rgb, self.geo.matrix).float()
+        cbcr = self.colorizer.chroma(rgb, self.geo.matrix).float()
         cbcr = torch.cat([self.stab((fr.small.to(self.device) + 1) / 2, cbcr[i:i + 1]) for i, fr in enumerate(batch)])
         size = (self.geo.h2 // 2, self.geo.w2 // 2)
         # Full-resolution work frame by frame: at 4K a batch of float temporaries is ~1 GB.
