@@ -292,13 +292,15 @@ def colorize_cmd(
                       save_saliency=save_saliency, saturation=saturation, overwrite=overwrite, codec=codec, crf=crf,
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias),
                       temporal_strength=temporal_strength, force=force, compare=compare, preview=preview).validate()
+    skipped: list[tuple[str, str]] = []
     jobs = plan_jobs(inputs, output, compare_tag="_compare" if compare else None, preview=bool(preview),
-                     codec=cfg.codec)
+                     codec=cfg.codec, skipped=skipped)
     preflight_outputs(jobs)
     colorizer = Colorizer.open(cfg, _weights(model))
     with _progress() as prog:
         bars = _RunProgress(prog, colorizer.backend.name, len(jobs))
         rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames)
+    rep.note_unsupported(skipped)
     if report:
         rep.report = str(_write_run_report(rep, jobs, output))
     _print_report(rep, json_out)

@@ -45,6 +45,14 @@ class Report:
     seconds: float = 0.0
     backend: str = ""
     report: str = ""  # the HTML report's path, with --report
+    skipped_unsupported: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found in folders
+
+    def note_unsupported(self, skipped: Sequence[tuple[str, str]]) -> None:
+        """Count the folder files that are neither images nor videos, by reason, in the log too."""
+        self.skipped_unsupported = list(skipped)
+        for reason, paths in _by_reason(skipped).items():
+            self.warnings.append(f"{len(paths)} file(s) skipped, {reason}: {', '.join(Path(p).name for p in paths[:5])}"
+                                 f"{' ...' if len(paths) > 5 else ''}")
 
     @property
     def exit_code(self) -> int:
@@ -66,13 +74,21 @@ class Report:
             "seconds": round(self.seconds, 3), "images_per_s": round(self.images_per_s, 3), "backend": self.backend,
             "outputs": self.done, "video_frames": self.frames,
             "video_fps": round(self.frames / self.video_seconds, 3) if self.video_seconds else None,
+            "skipped_unsupported": _by_reason(self.skipped_unsupported),
             "warnings": self.warnings, **({"report": self.report} if self.report else {}),
         }
 
 
+def _by_reason(items: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for path, reason in items:
+        out.setdefault(reason, []).append(path)
+    return out
+
+
 def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None = None, *,
               tag: str = "_colorized", compare_tag: str | None = None, preview: bool = False,
-              codec: str = InferConfig.codec) -> list[Job]:
+              codec: str = InferConfig.codec, skipped: list[tuple[str, str]] | None = None) -> list[Job]:
     """Expand files and folders (recursively) into jobs, every output planned up front.
 
     ``output`` None: a file's result goes beside it as ``NAME{tag}.EXT``, a folder's into a
@@ -85,7 +101,8 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
     Two inputs never share an output: when stems clash (``pic.png`` + ``pic.gif``) the one
     whose extension changes keeps it in its name (``pic.gif.png``). Raises ``InputError``
     for a missing input, ``UsageError`` when an output would overwrite an input, a file
-    output is given for several inputs, or two outputs still collide."""
+    output is given for several inputs, or two outputs still collide. Files inside folders
+    that are not images or videos are appended to ``skipped`` as (path, reason)."""
     out = Path(output) if output is not None else None
     paths = list(dict.fromkeys(Path(r) for r in inputs))
     single_file = len(paths) == 1 and paths[0].is_file()
@@ -99,7 +116,8 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
         if not p.exists():
             raise InputError(f"not found: {p}")
         if p.is_dir():
-            jobs += _folder_jobs(p, out, tag, compare_tag, codec, nested=out is not None and len(paths) > 1)
+            jobs += _folder_jobs(p, out, tag, compare_tag, codec, nested=out is not None and len(paths) > 1,
+                                 skipped=skipped if skipped is not None else [])
         elif as_file:
             jobs.append(Job(p, _checked_file_output(p, out)))  # type: ignore[arg-type]
         else:
@@ -117,16 +135,18 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
 
 
 def _folder_jobs(folder: Path, out: Path | None, tag: str, compare_tag: str | None, codec: str,
-                 nested: bool) -> list[Job]:
+                 nested: bool, skipped: list[tuple[str, str]]) -> list[Job]:
     root = out if out is not None else folder.with_name(folder.name + tag)
     if root.resolve() == folder.resolve():
         raise UsageError(f"the output folder is the input folder ({folder}); choose another -o")
     try:
-        files = sorted(f for f in folder.rglob("*") if f.is_file() and (is_supported(f) or is_video(f)))
+        every = sorted(f for f in folder.rglob("*") if f.is_file() and not _is_within(f, root))
     except OSError as e:
         raise InputError(f"cannot read folder {folder}: {e.strerror or e}") from None
     # Never descend into our own output folder when it sits inside the input tree.
-    files = [f for f in files if not _is_within(f, root)]
+    files = [f for f in every if is_supported(f) or is_video(f)]
+    skipped += [(str(f), _skip_reason(f)) for f in every if not (is_supported(f) or is_video(f))
+                and PARTIAL_SUFFIX not in f.name]
     if not files:
         raise InputError(f"no supported images or videos under {folder}")
     jobs = []
@@ -137,6 +157,12 @@ def _folder_jobs(folder: Path, out: Path | None, tag: str, compare_tag: str | No
         dst = (root / folder.name / rel) if nested else (root / rel)
         jobs.append(Job(f, dst.with_suffix(_suffix(f, codec))))
     return jobs
+
+
+def _skip_reason(f: Path) -> str:
+    if f.suffix.lower() in AUDIO_SUFFIXES:
+        return "audio only (no video stream)"
+    return f"unsupported format {f.suffix.lower() or '(no extension)'}"
 
 
 def _checked_file_output(src: Path, out: Path) -> Path:
