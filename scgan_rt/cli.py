@@ -282,24 +282,57 @@ def colorize_cmd(
                                 "(into -o, else NAME_preview/ beside the video)."),
     compare: bool = typer.Option(I.compare, "--compare", help="Write gray | colour side by side (NAME_compare), photos and videos."),
     report: bool = typer.Option(False, "--report", help="Also write report.html (a contact sheet) into the output folder."),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help="Only this shard of the inputs (stable "
+                                        "hash of each relative path), with its own journal; `status` merges them."),
+    retry_failed: bool = typer.Option(I.retry_failed, "--retry-failed", help="Redo items the journal says failed."),
+    verify: bool = typer.Option(I.verify, "--verify", help="Journal and compare inputs' sha256, not only size + mtime."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|ADDRESS", help="Run on a Ray cluster (auto: the "
+                                      "running one, else a local instance). Needs scgan-rt[ray]."),
+    ray_workers: int = typer.Option(2, "--ray-workers", help="Ray actors, each holding one backend."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="GPUs per Ray actor (0: CPU actors)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Colorize photos and videos at their original resolution (luminance kept, chroma predicted)."""
     from .colorizer import Colorizer
-    from .pipeline import colorize_files, plan_jobs, preflight_outputs
+    from .errors import UsageError
+    from .journal import Journal, Shard
+    from .pipeline import colorize_files, journal_root, plan_jobs, preflight_outputs, settings_key
+    from .weights import sha256_file
 
     cfg = InferConfig(size=size, batch_size=batch_size, backend=backend, device=device, skip_color=skip_color,
                       save_saliency=save_saliency, saturation=saturation, overwrite=overwrite, codec=codec, crf=crf,
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias),
-                      temporal_strength=temporal_strength, force=force, compare=compare, preview=preview).validate()
+                      temporal_strength=temporal_strength, force=force, compare=compare, preview=preview,
+                      retry_failed=retry_failed, verify=verify).validate()
     skipped: list[tuple[str, str]] = []
     jobs = plan_jobs(inputs, output, compare_tag="_compare" if compare else None, preview=bool(preview),
                      codec=cfg.codec, skipped=skipped)
+    part = Shard.parse(shard)
+    if part is not None:
+        jobs = [j for j in jobs if part.owns(j.rel)]
     preflight_outputs(jobs)
-    colorizer = Colorizer.open(cfg, _weights(model))
-    with _progress() as prog:
-        bars = _RunProgress(prog, colorizer.backend.name, len(jobs))
-        rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames)
+    weights = _weights(model)
+    root = None if preview else journal_root(inputs, output)
+    journal = Journal(root, part, settings_key(cfg, sha256_file(weights)), cfg.verify) if root else None
+    if journal is not None:
+        journal.check_settings(cfg.overwrite)
+    if ray is not None:
+        from .ray_job import colorize_on_ray
+
+        if ray_workers < 1 or gpus_per_worker < 0:
+            raise UsageError("--ray-workers must be >= 1 and --gpus-per-worker >= 0")
+        with _progress() as prog:
+            task = prog.add_task("colorizing [ray]", total=len(jobs), rate="")
+            rep = colorize_on_ray(jobs, cfg, weights, journal=journal, address=ray, workers=ray_workers,
+                                  gpus_per_worker=gpus_per_worker,
+                                  on_progress=lambda d, t: prog.update(task, completed=d))
+    else:
+        colorizer = Colorizer.open(cfg, weights)
+        with _progress() as prog:
+            bars = _RunProgress(prog, colorizer.backend.name, len(jobs))
+            rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames, journal=journal)
+    if journal is not None:
+        journal.close()
     rep.note_unsupported(skipped)
     if report:
         rep.report = str(_write_run_report(rep, jobs, output))
@@ -333,6 +366,31 @@ def _print_report(rep: Any, json_out: bool) -> None:
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
     for path, err in rep.failed:
         console.print(f"[red]failed:[/red] {err}", highlight=False, soft_wrap=True)
+
+
+@app.command("status")
+@guarded
+def status_cmd(
+    folder: Path = typer.Argument(..., help="An output folder of `colorize` (its journal)."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Done / failed (with reasons) / pending / skipped, throughput and ETA of a (sharded) job."""
+    from .journal import status
+
+    s = status(folder)
+    if json_out:
+        print_json(s)
+        return
+    eta = "-" if s["eta_s"] is None else f"{s['eta_s']:.0f} s"
+    out.print(f"{s['folder']}: {s['done']} done, {len(s['failed'])} failed, {s['pending']} pending of "
+              f"{s['planned']} planned ({len(s['journals'])} journal(s)); {s['items_per_s']:.2f} items/s, ETA {eta}",
+              highlight=False)
+    for reason, n in s["skipped"].items():
+        out.print(f"  skipped: {n} {reason}", highlight=False)
+    for f in s["failed"]:
+        out.print(f"  failed: {f['input']}: {f['reason']}", highlight=False)
+    if s["torn_lines"]:
+        out.print(f"  torn journal lines ignored: {', '.join(s['torn_lines'])}", highlight=False)
 
 
 @app.command("evaluate")

@@ -4,6 +4,8 @@ prints (the CLI renders progress from the callback)."""
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +21,7 @@ from .colorizer import Colorizer
 from .encoding import VIDEO_OUTPUT_SUFFIXES, video_output_suffix
 from .errors import (EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_RESOURCE, InputError, ResourceError, ScganError,
                      UsageError, raise_if_signalled)
+from .journal import Journal
 from .images import LoadedImage, is_supported, load_image, output_suffix, save_image
 from .reading import AUDIO_SUFFIXES, is_video
 from .settings import InferConfig
@@ -29,6 +32,7 @@ from .video import colorize_video, preview_video
 class Job:
     src: Path
     dst: Path
+    rel: str = ""  # the input's path relative to what the user named (journal and shard key)
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Report:
     skipped_color: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     failed_exit_codes: list[int] = field(default_factory=list)
+    failed_before: list[tuple[str, str]] = field(default_factory=list)  # journalled failures not retried
     warnings: list[str] = field(default_factory=list)
     frames: int = 0
     video_seconds: float = 0.0
@@ -58,7 +63,7 @@ class Report:
     def exit_code(self) -> int:
         """0; 6 when some items failed; 5 (all out of memory) or 3 when nothing succeeded."""
         if not self.failed:
-            return EXIT_OK
+            return EXIT_PARTIAL if self.failed_before else EXIT_OK
         if self.done or self.skipped_existing or self.skipped_color:
             return EXIT_PARTIAL
         return EXIT_RESOURCE if set(self.failed_exit_codes) == {EXIT_RESOURCE} else EXIT_BAD_INPUT
@@ -75,8 +80,23 @@ class Report:
             "outputs": self.done, "video_frames": self.frames,
             "video_fps": round(self.frames / self.video_seconds, 3) if self.video_seconds else None,
             "skipped_unsupported": _by_reason(self.skipped_unsupported),
+            "failed_before": [{"path": p, "error": e} for p, e in self.failed_before],
             "warnings": self.warnings, **({"report": self.report} if self.report else {}),
         }
+
+
+def journal_root(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None,
+                 tag: str = "_colorized") -> Path | None:
+    """Where a run's journal lives: the ``-o`` folder, or ``FOLDER_colorized/`` for a single
+    folder without ``-o``; None when outputs go to single files or beside their inputs."""
+    if output is not None:
+        out = Path(output)
+        single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
+        return None if (single_file and out.suffix and not out.is_dir()) else out
+    if len(inputs) == 1 and Path(inputs[0]).is_dir():
+        folder = Path(inputs[0])
+        return folder.with_name(folder.name + tag)
+    return None
 
 
 def _by_reason(items: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
@@ -119,14 +139,15 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
             jobs += _folder_jobs(p, out, tag, compare_tag, codec, nested=out is not None and len(paths) > 1,
                                  skipped=skipped if skipped is not None else [])
         elif as_file:
-            jobs.append(Job(p, _checked_file_output(p, out)))  # type: ignore[arg-type]
+            jobs.append(Job(p, _checked_file_output(p, out), p.name))  # type: ignore[arg-type]
         else:
             name = p.stem + (compare_tag or ("" if out is not None else tag))
             where = p.parent if out is None else out / p.resolve().parent.relative_to(files_root)
-            jobs.append(Job(p, where / (name + _suffix(p, codec))))
+            rel = p.resolve().relative_to(files_root) if out is not None else Path(p.name)
+            jobs.append(Job(p, where / (name + _suffix(p, codec)), rel.as_posix()))
     jobs = _unique_outputs(_unique_inputs(jobs))
     if preview:
-        jobs = [Job(j.src, (out or j.src.with_name(j.src.stem + "_preview")) if is_video(j.src) else j.dst)
+        jobs = [Job(j.src, (out or j.src.with_name(j.src.stem + "_preview")) if is_video(j.src) else j.dst, j.rel)
                 for j in jobs]
     for j in jobs:
         if j.dst.resolve() == j.src.resolve():
@@ -155,7 +176,8 @@ def _folder_jobs(folder: Path, out: Path | None, tag: str, compare_tag: str | No
         if compare_tag:
             rel = rel.with_name(rel.stem + compare_tag + rel.suffix)
         dst = (root / folder.name / rel) if nested else (root / rel)
-        jobs.append(Job(f, dst.with_suffix(_suffix(f, codec))))
+        key = (Path(folder.name) / f.relative_to(folder)) if nested else f.relative_to(folder)
+        jobs.append(Job(f, dst.with_suffix(_suffix(f, codec)), key.as_posix()))
     return jobs
 
 
@@ -230,28 +252,72 @@ def preflight_outputs(jobs: Sequence[Job]) -> None:
 
 def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig, *,
                    on_progress: Callable[[int, int], None] | None = None,
-                   on_frame: Callable[[str, int, int], None] | None = None) -> Report:
+                   on_frame: Callable[[str, int, int], None] | None = None,
+                   journal: Journal | None = None) -> Report:
     """Colorize every job; a bad or too-large item is recorded in the report and the run
-    continues. ``on_frame(name, done, total)`` reports video progress."""
-    return _Run(jobs, colorizer, cfg, on_progress, on_frame).run()
+    continues. ``on_frame(name, done, total)`` reports video progress. With a ``journal``
+    every item is recorded there and what it says is finished is skipped."""
+    return _Run(jobs, colorizer, cfg, on_progress, on_frame, journal).run()
+
+
+def settings_key(cfg: InferConfig, model_sha256: str) -> str:
+    """What decides an output's pixels: the model and the settings that change them."""
+    keep = ("size", "saturation", "codec", "crf", "encoder_preset", "temporal_strength", "compare", "force",
+            "skip_color", "preview")
+    blob = json.dumps({"model": model_sha256, **{k: getattr(cfg, k) for k in keep}}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # Photos wait for a full batch only while their full-resolution planes stay under this.
 BATCH_PIXELS = 64_000_000
 
 
+def finished_before(job: Job, cfg: InferConfig, journal: Journal | None, rep: Report) -> bool:
+    """What the journal says is finished for this very input (same size and mtime) is
+    skipped; an input that changed since is redone. Without a journal line, an existing
+    non-empty output counts as done (an empty one is redone). ``--overwrite`` redoes all."""
+    if cfg.overwrite:
+        return False
+    if journal is not None and job.rel in journal.history.items:
+        prev = journal.previous(job.rel, job.src)
+        if prev is None:
+            return False  # the input changed since it was journalled
+        if prev["status"] == "failed" and not cfg.retry_failed:
+            rep.failed_before.append((str(job.src), prev.get("reason", "")))
+            return True
+        if prev["status"] == "skipped":
+            rep.skipped_color.append(str(job.src))
+            return True
+        if prev["status"] != "done":
+            return False
+    if not job.dst.is_file():
+        return False
+    if job.dst.stat().st_size == 0:
+        rep.warnings.append(f"{job.dst.name}: existing output is empty; redoing it")
+        return False
+    rep.skipped_existing.append(str(job.src))
+    return True
+
+
 class _Run:
     def __init__(self, jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig,
                  on_progress: Callable[[int, int], None] | None,
-                 on_frame: Callable[[str, int, int], None] | None) -> None:
-        self.jobs, self.colorizer, self.cfg = jobs, colorizer, cfg
+                 on_frame: Callable[[str, int, int], None] | None, journal: Journal | None = None) -> None:
+        self.jobs, self.colorizer, self.cfg, self.journal = jobs, colorizer, cfg, journal
         self.on_progress, self.on_frame = on_progress, on_frame
         self.rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
         self.pending: list[tuple[Job, LoadedImage]] = []
         self.finished = 0
+        self.started: dict[Path, float] = {}
 
     def run(self) -> Report:
         t0 = time.perf_counter()
+        if self.journal is not None:
+            if self.journal.history.torn:
+                self.rep.warnings.append(f"journal: {len(self.journal.history.torn)} torn line(s) ignored (a crash "
+                                         f"mid-write): {', '.join(self.journal.history.torn)}")
+            model = self.colorizer.weights.name if self.colorizer.weights is not None else ""
+            self.journal.start(len(self.jobs), self.rep.backend, model)
         for job in self.jobs:
             raise_if_signalled()
             self._step(job)
@@ -262,8 +328,7 @@ class _Run:
     def _step(self, job: Job) -> None:
         if self.cfg.preview and not is_video(job.src):
             return self._tick()  # preview mode only samples videos
-        if not self.cfg.preview and self._already_done(job):
-            self.rep.skipped_existing.append(str(job.src))
+        if not self.cfg.preview and self._finished_before(job):
             return self._tick()
         self._remove_stale_partials(job.dst)
         if is_video(job.src):
@@ -279,7 +344,9 @@ class _Run:
         self.rep.warnings += [f"{job.src.name}: {w}" for w in im.warnings]
         if self.cfg.skip_color and im.is_color:
             self.rep.skipped_color.append(str(job.src))
+            self._record(job, "skipped", "already in colour")
             return self._tick()
+        self.started[job.src] = time.perf_counter()
         self.pending.append((job, im))
         if len(self.pending) >= self.cfg.batch_size or sum(i.luma.size for _, i in self.pending) > BATCH_PIXELS:
             self._flush()
@@ -302,16 +369,21 @@ class _Run:
     def _fail(self, job: Job, e: ScganError) -> None:
         self.rep.failed.append((str(job.src), str(e)))
         self.rep.failed_exit_codes.append(e.exit_code)
+        self._record(job, "failed", str(e))
 
-    def _already_done(self, job: Job) -> bool:
-        """An existing, non-empty output counts as done unless ``--overwrite``; an empty one
-        (a killed writer of another tool) is redone with a warning."""
-        if self.cfg.overwrite or not job.dst.is_file():
-            return False
-        if job.dst.stat().st_size == 0:
-            self.rep.warnings.append(f"{job.dst.name}: existing output is empty; redoing it")
-            return False
-        return True
+    def _record(self, job: Job, status: str, reason: str = "") -> None:
+        if self.journal is None:
+            return
+        t0 = self.started.pop(job.src, None)
+        try:
+            out = job.dst.resolve().relative_to(self.journal.root.resolve()).as_posix()
+        except ValueError:
+            out = str(job.dst)
+        self.journal.record(job.rel or job.src.name, job.src, out if status == "done" else None, status, reason,
+                            None if t0 is None else time.perf_counter() - t0)
+
+    def _finished_before(self, job: Job) -> bool:
+        return finished_before(job, self.cfg, self.journal, self.rep)
 
     def _remove_stale_partials(self, dst: Path) -> None:
         """Temp files of this output left by a killed run (atomic writes use ``.NAME.*.partial*``)."""
@@ -324,6 +396,7 @@ class _Run:
 
     def _video(self, job: Job) -> None:
         cfg, rep = self.cfg, self.rep
+        self.started[job.src] = time.perf_counter()
         if cfg.preview:
             rep.done += [str(p) for p in preview_video(job.src, job.dst, self.colorizer, cfg.preview, cfg)]
             return
@@ -332,8 +405,10 @@ class _Run:
                            on_frame=(lambda d, t, n=job.src.name: on_frame(n, d, t)) if on_frame else None)
         if v.skipped_colour:
             rep.skipped_color.append(str(job.src))
+            self._record(job, "skipped", "already in colour")
         else:
             rep.done.append(str(job.dst))
+            self._record(job, "done")
             rep.frames += v.frames_out
             rep.video_seconds += v.seconds
         rep.warnings += [f"{job.src.name}: {w}" for w in v.warnings]
@@ -365,6 +440,7 @@ class _Run:
                 alpha = im.alpha
             save_image(job.dst, rgb, alpha, bits=im.bits, icc=im.icc, exif=im.exif, notes=notes)
             self.rep.warnings += [f"{job.src.name}: {n}" for n in notes]
+            self._record(job, "done")
             if self.cfg.save_saliency and sal is not None:
                 save_image(job.dst.with_name(job.dst.stem + "_saliency.png"), np.repeat(sal[..., None], 3, 2))
             self.rep.done.append(str(job.dst))

@@ -33,6 +33,8 @@ class InferConfig:
     save_saliency: bool = False
     saturation: float = 1.0  # scales the predicted chroma around neutral, before the gamut step
     overwrite: bool = False
+    retry_failed: bool = False  # redo items the journal records as failed (skipped otherwise)
+    verify: bool = False  # also compare inputs' sha256 with the journal's before skipping them
     max_pixels: int = PILLOW_MAX_PIXELS
     # Video
     codec: str = "auto"  # auto: the source's family (VP9, HEVC, AV1) where an encoder exists, else H.264

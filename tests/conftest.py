@@ -47,6 +47,13 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def outputs(folder: Path, pattern: str = "*") -> list[Path]:
+    """Files under ``folder`` (recursive) except the run journal, which is not an output."""
+    if not Path(folder).exists():
+        return []
+    return [p for p in Path(folder).rglob(pattern) if p.is_file() and not p.name.startswith("journal")]
+
+
 def sha(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

@@ -13,7 +13,7 @@ from scgan_rt.cli import app
 from scgan_rt.errors import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_PARTIAL, EXIT_RESOURCE, EXIT_USAGE
 from png16 import read_png16
 
-from conftest import TINY, make_png_bomb, sha
+from conftest import TINY, make_png_bomb, outputs, sha
 
 
 def _luma(a):
@@ -32,7 +32,7 @@ def gray_tree(tmp_path, photos_dir):
 
 
 def _files(folder):
-    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*") if p.is_file())
+    return sorted(str(p.relative_to(folder)) for p in outputs(folder))
 
 
 def test_colorize_tree_full_resolution_and_luminance(runner, tiny_weights, gray_tree, tmp_path):
@@ -109,7 +109,7 @@ def test_bad_single_input(runner, tiny_weights, tmp_path, photos_dir, case):
     assert "Traceback" not in r.output
     assert len([ln for ln in r.stderr.splitlines() if ln.startswith("failed:")]) == 1
     assert p.read_bytes() == before
-    assert not list(out.rglob("*")) if out.exists() else True
+    assert not outputs(out)
 
 
 def test_batch_with_one_bad_file_is_partial(runner, tiny_weights, gray_tree, tmp_path):
@@ -117,7 +117,7 @@ def test_batch_with_one_bad_file_is_partial(runner, tiny_weights, gray_tree, tmp
     r = runner.invoke(app, ["colorize", str(gray_tree), "-o", str(tmp_path / "o"), "--model", str(tiny_weights)])
     assert r.exit_code == EXIT_PARTIAL
     assert "broken.jpg" in r.stderr
-    assert len(list((tmp_path / "o").rglob("*.*"))) == 4
+    assert len(outputs(tmp_path / "o", "*.*")) == 4
 
 
 def test_missing_and_unreadable_inputs(runner, tiny_weights, tmp_path, monkeypatch, photos_dir):
@@ -170,7 +170,7 @@ def test_bad_weights(runner, tiny_weights, gray_tree, tmp_path):
         assert r.exit_code == EXIT_BAD_MODEL, r.output
         assert msg in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "pwned").exists()
-    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").rglob("*.*"))
+    assert not outputs(tmp_path / "o", "*.*")
 
 
 def test_usage_errors(runner, tiny_weights, gray_tree, tmp_path):

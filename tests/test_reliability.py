@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from clips import noisy_still, write_clip
-from conftest import PHOTOS, sha
+from conftest import PHOTOS, outputs, sha
 from scgan_rt.cli import app
 from scgan_rt.errors import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_PARTIAL, EXIT_RESOURCE, EXIT_USAGE
 
@@ -62,8 +62,7 @@ def test_clashing_stems_in_one_folder_keep_the_source_extension(runner, tmp_path
         r, rep = _run(runner, src, "-o", tmp_path / "out", "--model", tiny_weights, *overwrite)
         assert r.exit_code == 0, r.output
         assert rep["done"] == 4 if overwrite or rep["skipped_existing"] == 0 else rep["skipped_existing"] == 4
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.mov.mp4", "clip.mp4", "pic.gif.png",
-                                                                    "pic.png"]
+    assert sorted(p.name for p in outputs(tmp_path / "out")) == ["clip.mov.mp4", "clip.mp4", "pic.gif.png", "pic.png"]
     assert {p.name: sha(p) for p in src.iterdir()} == before
 
 
@@ -250,7 +249,7 @@ def test_signals_at_random_times_exit_cleanly(tmp_path, tiny_weights):
                 failures.append(f"{be} {sig.name} after {delay:.2f}s: still running 60 s later")
                 continue
             want = 130 if sig == signal.SIGINT else 143
-            left = [f.name for f in out.rglob("*") if f.is_file()] if out.exists() else []
+            left = [f.name for f in outputs(out)]
             if p.returncode != want or left or "Traceback" in err:
                 failures.append(f"{be} {sig.name} after {delay:.2f}s: {p.returncode}, left {left}, {err[-300:]}")
     assert not failures, failures

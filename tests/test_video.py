@@ -11,7 +11,7 @@ from scgan_rt.cli import app
 from scgan_rt.errors import EXIT_BAD_INPUT
 
 from clips import write_clip
-from conftest import sha
+from conftest import outputs, sha
 
 
 def make_clip(path, w=66, h=50, n=8, audio=False, pts=None, photo=None, colour=False):
@@ -102,4 +102,4 @@ def test_bad_videos(runner, tiny_weights, tmp_path, photos_dir, case):
     assert r.exit_code == EXIT_BAD_INPUT, r.output
     assert "Traceback" not in r.output
     assert p.read_bytes() == before
-    assert not out.exists() or not list(out.rglob("*.*"))  # no partial output left
+    assert not outputs(out, "*.*")  # no partial output left

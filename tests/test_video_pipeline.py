@@ -21,7 +21,7 @@ from scgan_rt.temporal import ChromaStabilizer
 from scgan_rt.weights import default_weights
 
 from clips import decode_planes, gray_photo, noisy_still, write_clip
-from conftest import sha
+from conftest import outputs, sha
 
 DEFAULT = default_weights()
 
@@ -188,7 +188,7 @@ def test_corrupt_packets_are_skipped_then_too_many_give_up(runner, tiny_weights,
     r = _run(runner, bad, "-o", tmp_path / "o2", "--model", tiny_weights)
     assert r.exit_code == EXIT_BAD_INPUT, r.output
     assert "corrupt" in r.output and "Traceback" not in r.output
-    assert sha(bad) == before and not list((tmp_path / "o2").glob("*.*"))
+    assert sha(bad) == before and not outputs(tmp_path / "o2", "*.*")
 
 
 def test_image_named_mp4_is_refused(runner, tiny_weights, tmp_path, photos_dir):
@@ -262,7 +262,7 @@ def test_full_disk_leaves_no_partial_file(tmp_path, tiny_weights, photos_dir):
     _, err = p.communicate(timeout=300)
     assert p.returncode == EXIT_RESOURCE, err
     assert "disk full" in err and "Traceback" not in err
-    assert not list(out.rglob("*")) or not [f for f in out.rglob("*") if f.is_file()]
+    assert not outputs(out)
 
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, EXIT_INTERRUPTED), (signal.SIGTERM, EXIT_TERMINATED)])
@@ -280,7 +280,7 @@ def test_interrupt_exits_130_and_leaves_nothing(tmp_path, tiny_weights, photos_d
     _, err = p.communicate(timeout=60)
     assert p.returncode == code, err
     assert "Traceback" not in err
-    assert not [f for f in out.rglob("*") if f.is_file()]
+    assert not outputs(out)
 
 
 def _clip_with_subtitles(path, frames):
@@ -333,7 +333,7 @@ def test_bad_video_options_are_usage_errors(runner, tiny_weights, tmp_path, phot
     src = write_clip(tmp_path / "a.mp4", noisy_still(photos_dir / "skimage__coffee.jpg", n=2))
     r = _run(runner, src, "-o", tmp_path / "o", "--model", tiny_weights, *args)
     assert r.exit_code == 2, r.output
-    assert "Traceback" not in r.output and not list((tmp_path / "o").glob("*.*"))
+    assert "Traceback" not in r.output and not outputs(tmp_path / "o", "*.*")
 
 
 @pytest.mark.parametrize("codec", ["libx265", "libvpx-vp9", "libsvtav1"])

@@ -1,0 +1,211 @@
+"""The job journal: what a ``colorize`` run into an output folder did, item by item.
+
+One JSON object per line in ``OUT/journal.jsonl`` (``journal.shard-K-of-N.jsonl`` per
+shard), appended with ``O_APPEND`` and fsync'd line by line, so a crash (even ``kill -9``)
+leaves at most one torn last line, which readers ignore and report. Kinds of line:
+
+* ``{"kind": "run", ...}``: a run started: shard, planned items, settings key, model.
+* ``{"kind": "item", "input": REL, "size", "mtime_ns", "output": REL, "status": done|failed|
+  skipped, "reason", "seconds", "time", "sha256"?}``: one finished item.
+
+Resume reads every journal in the folder: an input whose last line says ``done`` and
+whose size and mtime (and sha256 with ``--verify``) are unchanged is skipped; ``failed``
+items are retried with ``--retry-failed``; changed inputs are redone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+
+PREFIX = "journal"
+SUFFIX = ".jsonl"
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # 1-based
+    count: int
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Shard | None":
+        if not text:
+            return None
+        try:
+            k, n = (int(x) for x in text.split("/"))
+        except ValueError:
+            raise UsageError(f"--shard must be K/N (e.g. 2/8), got {text!r}") from None
+        if not 1 <= k <= n:
+            raise UsageError(f"--shard K/N needs 1 <= K <= N, got {text!r}")
+        return cls(k, n)
+
+    def owns(self, rel: str) -> bool:
+        """A stable hash of the input's relative path: adding files moves no other file."""
+        h = int.from_bytes(hashlib.sha1(rel.encode("utf-8")).digest()[:8], "big")
+        return h % self.count == self.index - 1
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def journal_path(root: Path, shard: Shard | None) -> Path:
+    name = PREFIX if shard is None else f"{PREFIX}.shard-{shard.index}-of-{shard.count}"
+    return root / (name + SUFFIX)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class History:
+    """Every journal line in a folder, the last item line per input winning."""
+
+    items: dict[str, dict[str, Any]] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    torn: list[str] = field(default_factory=list)  # journals whose last line was cut short
+
+    @classmethod
+    def read(cls, root: Path) -> "History":
+        hist = cls()
+        for path in sorted(root.glob(f"{PREFIX}*{SUFFIX}")):
+            run: dict[str, Any] | None = None
+            lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+            for k, line in enumerate(lines):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:  # whole lines are written: only a crash tears one
+                    hist.torn.append(f"{path.name}:{k + 1}")
+                    continue
+                if rec.get("kind") == "run":
+                    run = rec | {"journal": path.name, "last": rec.get("time", 0), "done": 0}
+                    hist.runs.append(run)
+                elif rec.get("kind") == "item":
+                    hist.items[rec["input"]] = rec | {"journal": path.name}
+                    if run is not None:  # the run an item line follows did it
+                        run["last"] = rec.get("time", run["last"])
+                        run["done"] += rec.get("status") == "done"
+        hist.runs.sort(key=lambda r: r.get("time", 0))
+        return hist
+
+    def settings_keys(self) -> set[str]:
+        """The settings the folder's current outputs were made with (the last line per input)."""
+        return {r["settings"] for r in self.items.values() if r.get("status") == "done" and r.get("settings")}
+
+
+class Journal:
+    """Appends to this run's journal file; knows the folder's history for resuming."""
+
+    def __init__(self, root: Path, shard: Shard | None, settings: str, verify: bool = False) -> None:
+        self.root, self.shard, self.settings, self.verify = root, shard, settings, verify
+        self.path = journal_path(root, shard)
+        self.history = History.read(root) if root.is_dir() else History()
+        self._fd: int | None = None
+        self._run: dict[str, Any] | None = None
+
+    def check_settings(self, overwrite: bool) -> None:
+        """Refuse to mix outputs of another model or other settings into one folder."""
+        other = self.history.settings_keys() - {self.settings}
+        if other and not overwrite:
+            raise UsageError(f"{self.root} holds outputs made with another model or other settings (journal "
+                             f"{self.history.runs[-1]['journal']}); add --overwrite to redo them with these, "
+                             f"or choose another -o")
+
+    def start(self, planned: int, backend: str, model: str) -> None:
+        """Note the run; its line is written with the first item (a run that finishes
+        nothing leaves no journal behind)."""
+        self._run = {"kind": "run", "time": time.time(), "shard": str(self.shard) if self.shard else None,
+                     "planned": planned, "settings": self.settings, "backend": backend, "model": model,
+                     "pid": os.getpid()}
+
+    def previous(self, rel: str, src: Path) -> dict[str, Any] | None:
+        """The last line about ``src`` if it still describes the file as it is now, under
+        this run's settings."""
+        rec = self.history.items.get(rel)
+        if rec is None or rec.get("settings") != self.settings:
+            return None  # unknown, or decided under other settings (e.g. a colour skip before --force)
+        st = src.stat()
+        if rec.get("size") != st.st_size or rec.get("mtime_ns") != st.st_mtime_ns:
+            return None
+        if self.verify and rec.get("sha256") and rec["sha256"] != file_sha256(src):
+            return None
+        return rec
+
+    def record(self, rel: str, src: Path, output: str | None, status: str, reason: str = "",
+               seconds: float | None = None) -> None:
+        st = src.stat()
+        rec: dict[str, Any] = {"kind": "item", "input": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                               "output": output, "status": status, "reason": reason, "time": time.time(),
+                               "settings": self.settings,
+                               "seconds": None if seconds is None else round(seconds, 3)}
+        if self.verify:
+            rec["sha256"] = file_sha256(src)
+        if self._run is not None:
+            self._append(self._run)
+            self._run = None
+        self._append(rec)
+
+    def _append(self, rec: dict[str, Any]) -> None:
+        if self._fd is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._heal()
+        os.write(self._fd, (json.dumps(rec, sort_keys=True) + "\n").encode("utf-8"))
+        os.fsync(self._fd)
+
+    def _heal(self) -> None:
+        """Start on a fresh line after a torn one, so the next record is whole."""
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        if size:
+            with open(self.path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    os.write(self._fd, b"\n")
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def status(root: Path) -> dict[str, Any]:
+    """``scgan-rt status``: what every journal in ``root`` says, merged over shards."""
+    if not root.is_dir():
+        raise UsageError(f"not a folder: {root}")
+    hist = History.read(root)
+    if not hist.runs:
+        raise UsageError(f"no journal in {root} (it is written by `scgan-rt colorize ... -o {root}`)")
+    items = list(hist.items.values())
+    by: dict[str, list[dict[str, Any]]] = {"done": [], "failed": [], "skipped": []}
+    for rec in items:
+        by.setdefault(rec["status"], []).append(rec)
+    latest: dict[str, dict[str, Any]] = {}
+    for run in hist.runs:  # the newest run of each journal (shard) says how much was planned
+        latest[run["journal"]] = run
+    planned = sum(r.get("planned", 0) for r in latest.values())
+    pending = max(0, planned - len(items))
+    busy = sum(r["last"] - r["time"] for r in hist.runs if r["done"])
+    rate = sum(r["done"] for r in hist.runs) / busy if busy > 0 else 0.0
+    skipped: dict[str, int] = {}
+    for r in by["skipped"]:
+        skipped[r.get("reason") or "skipped"] = skipped.get(r.get("reason") or "skipped", 0) + 1
+    return {
+        "folder": str(root), "journals": sorted(latest), "planned": planned, "done": len(by["done"]),
+        "failed": [{"input": r["input"], "reason": r.get("reason", "")} for r in by["failed"]],
+        "skipped": skipped, "pending": pending, "items_per_s": round(rate, 3),
+        "eta_s": round(pending / rate, 1) if rate > 0 and pending else (0.0 if not pending else None),
+        "torn_lines": hist.torn,
+    }
