@@ -280,6 +280,8 @@ def colorize_cmd(
         I.temporal_strength, "--temporal-strength", help="Video chroma smoothing over time in [0, 1); 0 turns it off."),
     preview: int = typer.Option(I.preview, "--preview", help="Only write N evenly spaced colorized frames per video as PNG "
                                 "(into -o, else NAME_preview/ beside the video)."),
+    segment_seconds: float = typer.Option(I.segment_seconds, "--segment-seconds", help="Films at least twice this "
+                                          "long are done in resumable segments of about this length (0: never)."),
     compare: bool = typer.Option(I.compare, "--compare", help="Write gray | colour side by side (NAME_compare), photos and videos."),
     report: bool = typer.Option(False, "--report", help="Also write report.html (a contact sheet) into the output folder."),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help="Only this shard of the inputs (stable "
@@ -303,7 +305,7 @@ def colorize_cmd(
                       save_saliency=save_saliency, saturation=saturation, overwrite=overwrite, codec=codec, crf=crf,
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias),
                       temporal_strength=temporal_strength, force=force, compare=compare, preview=preview,
-                      retry_failed=retry_failed, verify=verify).validate()
+                      retry_failed=retry_failed, verify=verify, segment_seconds=segment_seconds).validate()
     skipped: list[tuple[str, str]] = []
     jobs = plan_jobs(inputs, output, compare_tag="_compare" if compare else None, preview=bool(preview),
                      codec=cfg.codec, skipped=skipped)

@@ -77,9 +77,13 @@ def video_encoders() -> dict[str, bool]:
     return found
 
 
-def encoder_options(codec: str, cfg: InferConfig) -> dict[str, str]:
+def encoder_options(codec: str, cfg: InferConfig, segment: bool = False) -> dict[str, str]:
     if codec in ("libx264", "libx265"):
-        return {"crf": str(cfg.crf), "preset": cfg.encoder_preset}
+        opts = {"crf": str(cfg.crf), "preset": cfg.encoder_preset}
+        if segment:  # no B-frames (dts == pts across joins), headers with every keyframe
+            opts["bf"] = "0"
+            opts["x264-params" if codec == "libx264" else "x265-params"] = "repeat-headers=1"
+        return opts
     if codec.startswith("libvpx"):
         return {"crf": str(cfg.crf), "b": "0"}
     if codec in ("libsvtav1", "libaom-av1"):
@@ -119,22 +123,31 @@ def _container_holds(out: Any, codec: str) -> bool:
 
 
 def setup_output(out: Any, inp: Any, info: VideoInfo, width: int, height: int, pix_fmt: str,
-                 cfg: InferConfig) -> OutputStreams:
+                 cfg: InferConfig, side_streams: bool = True, segment: bool = False) -> OutputStreams:
     """Create the video stream and the audio/subtitle streams (copied, or AAC when the
-    container cannot hold the codec), before the first frame is encoded."""
+    container cannot hold the codec), before the first frame is encoded. A ``segment``
+    of a film has no side streams and no B-frames (joined segments keep dts == pts)."""
     vout = out.add_stream(cfg.codec, rate=info.rate)
     vout.width, vout.height, vout.pix_fmt = width, height, pix_fmt
     # Encoder and stream share the input's time base so VFR timestamps survive unrounded.
     vout.time_base = info.time_base
     vout.codec_context.time_base = info.time_base
     _describe_colour(vout.codec_context, inp.streams.video[0], info)
-    vout.options = encoder_options(cfg.codec, cfg)
-    streams = OutputStreams(vout, {}, {}, [])
+    vout.options = encoder_options(cfg.codec, cfg, segment)
+    streams = add_side_streams(out, inp) if side_streams else OutputStreams(None, {}, {}, [])
+    streams.video = vout
     if info.rotation:
         if hasattr(vout, "set_display_rotation"):
             vout.set_display_rotation(info.rotation)
         else:
             streams.warnings.append(f"rotation {info.rotation} not carried over (PyAV too old)")
+    return streams
+
+
+def add_side_streams(out: Any, inp: Any) -> OutputStreams:
+    """Audio and subtitle streams of ``inp`` in ``out``: copied where the container holds
+    the codec, audio re-encoded to AAC where not, subtitles dropped where not (warned)."""
+    streams = OutputStreams(None, {}, {}, [])
     for s in list(inp.streams.audio) + list(inp.streams.subtitles):
         name = s.codec_context.name
         if _container_holds(out, name):

@@ -25,6 +25,8 @@ from .journal import Journal
 from .images import LoadedImage, is_supported, load_image, output_suffix, save_image
 from .reading import AUDIO_SUFFIXES, is_video
 from .settings import InferConfig
+from .reading import probe_video
+from .segments import colorize_film, is_segmented
 from .video import colorize_video, preview_video
 
 
@@ -401,15 +403,20 @@ class _Run:
             rep.done += [str(p) for p in preview_video(job.src, job.dst, self.colorizer, cfg.preview, cfg)]
             return
         on_frame = self.on_frame
-        v = colorize_video(job.src, job.dst, self.colorizer, cfg,
-                           on_frame=(lambda d, t, n=job.src.name: on_frame(n, d, t)) if on_frame else None)
+        progress = (lambda d, t, n=job.src.name: on_frame(n, d, t)) if on_frame else None
+        info = probe_video(job.src, cfg.max_pixels)
+        if is_segmented(info, cfg) and not (info.is_colour and not cfg.force):
+            key = self.journal.settings if self.journal else settings_key(cfg, str(self.colorizer.weights))
+            v = colorize_film(job.src, job.dst, self.colorizer, cfg, info, key, on_frame=progress)
+        else:
+            v = colorize_video(job.src, job.dst, self.colorizer, cfg, info=info, on_frame=progress)
         if v.skipped_colour:
             rep.skipped_color.append(str(job.src))
             self._record(job, "skipped", "already in colour")
         else:
             rep.done.append(str(job.dst))
             self._record(job, "done")
-            rep.frames += v.frames_out
+            rep.frames += v.frames_encoded
             rep.video_seconds += v.seconds
         rep.warnings += [f"{job.src.name}: {w}" for w in v.warnings]
 

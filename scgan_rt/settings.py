@@ -44,6 +44,7 @@ class InferConfig:
     force: bool = False  # colorize footage that already has colour
     compare: bool = False  # write gray | colour side by side instead
     preview: int = 0  # >0: only write this many evenly spaced colorized frames as PNG
+    segment_seconds: float = 60.0  # films at least twice this long go in resumable segments; 0: never
     queue_frames: int = 16  # frames in flight per pipeline queue (bounds memory)
 
     def validate(self) -> "InferConfig":
@@ -62,6 +63,8 @@ class InferConfig:
             raise UsageError(f"--encoder-preset must be one of {', '.join(X264_PRESETS)}, got {self.encoder_preset!r}")
         if self.preview < 0:
             raise UsageError(f"--preview must be >= 0, got {self.preview}")
+        if self.segment_seconds < 0:
+            raise UsageError(f"--segment-seconds must be >= 0, got {self.segment_seconds}")
         if self.queue_frames < 1:
             raise UsageError(f"queue_frames must be >= 1, got {self.queue_frames}")
         return self

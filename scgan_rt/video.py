@@ -61,6 +61,8 @@ class VideoReport:
     padded: bool = False
     skipped_colour: bool = False
     audio_streams: int = 0
+    frames_encoded: int = 0  # by this run (a resumed film counts only what it redid)
+    segments: int = 0  # a film done in segments
     output: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -131,6 +133,17 @@ class Frame:
     small: torch.Tensor  # 1 x 1 x S x S network input in [-1, 1]
     u: np.ndarray | None = None
     v: np.ndarray | None = None
+    encode: bool = True  # False: a warm-up frame before a segment (stabiliser only)
+
+
+@dataclass(frozen=True)
+class Span:
+    """The part of a film a segment encodes: pts in [start, end), after warm-up frames
+    from ``warm`` that only feed the stabiliser (so the seam does not show)."""
+
+    start: int
+    end: int | None
+    warm: int
 
 
 class Geometry:
@@ -228,7 +241,7 @@ def _is_disk_full(e: BaseException) -> bool:
 
 def colorize_video(src: str | os.PathLike[str], dst: str | os.PathLike[str], colorizer: Colorizer | None,
                    cfg: InferConfig, *, info: VideoInfo | None = None,
-                   on_frame: Callable[[int, int], None] | None = None) -> VideoReport:
+                   on_frame: Callable[[int, int], None] | None = None, span: Span | None = None) -> VideoReport:
     """Colorize ``src`` into ``dst`` (atomic). ``colorizer`` None writes neutral chroma (the
     codec-only benchmark). Colour footage is skipped (``report.skipped_colour``) unless
     ``cfg.force``."""
@@ -237,15 +250,15 @@ def colorize_video(src: str | os.PathLike[str], dst: str | os.PathLike[str], col
     if info.is_colour and not cfg.force and colorizer is not None:
         return VideoReport(output=str(dst), skipped_colour=True, warnings=[
             f"already in colour (chroma energy {info.chroma_energy:.1f}); use --force to recolorize"])
-    return _VideoJob(src, dst, colorizer, cfg, info, on_frame).run()
+    return _VideoJob(src, dst, colorizer, cfg, info, on_frame, span).run()
 
 
 class _VideoJob:
     """One film through decode -> infer -> encode threads joined by bounded queues."""
 
     def __init__(self, src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferConfig, info: VideoInfo,
-                 on_frame: Callable[[int, int], None] | None) -> None:
-        self.src, self.dst, self.info, self.on_frame = src, dst, info, on_frame
+                 on_frame: Callable[[int, int], None] | None, span: Span | None = None) -> None:
+        self.src, self.dst, self.info, self.on_frame, self.span = src, dst, info, on_frame, span
         self.size = colorizer.size if colorizer is not None else cfg.size
         self.rep = VideoReport(output=str(dst))
         codec, note = choose_encoder(info.codec, cfg.codec)
@@ -280,7 +293,8 @@ class _VideoJob:
                 raise ResourceError(f"cannot write {self.dst}: {e}") from None
             try:
                 width = self.geo.w2 * (2 if self.cfg.compare else 1)
-                self.streams = setup_output(out, inp, self.info, width, self.geo.h2, self.pix_fmt, self.cfg)
+                self.streams = setup_output(out, inp, self.info, width, self.geo.h2, self.pix_fmt, self.cfg,
+                                            side_streams=self.span is None, segment=self.span is not None)
                 self.rep.warnings += self.streams.warnings
                 self.rep.audio_streams = self.streams.audio_streams
                 self._run_threads(inp, out)
@@ -293,6 +307,7 @@ class _VideoJob:
             self._close(out)
             verify_output(tmp, self.rep.frames_out, self.dst)
         self.rep.seconds = time.perf_counter() - t0
+        self.rep.frames_encoded = self.rep.frames_out
         self._summarise()
         return self.rep
 
@@ -336,6 +351,9 @@ class _VideoJob:
         vin = inp.streams.video[0]
         bad_run, last_pts = 0, None
         step = max(1, round(1 / (self.info.rate * self.info.time_base)))
+        span = self.span
+        if span is not None and span.warm > (vin.start_time or 0):
+            inp.seek(span.warm, stream=vin, backward=True, any_frame=False)  # the keyframe before it
         for packet in inp.demux(vin, *self.streams.kept):
             if self.pipe.stop.is_set():
                 return
@@ -354,8 +372,16 @@ class _VideoJob:
                 if last_pts is not None and pts <= last_pts:
                     pts = last_pts + 1  # encoders need strictly increasing pts
                 last_pts = pts
-                self.pipe.put(self.frames_q, prepare_frame(fr, pts, self.geo, self.size))
-                self.rep.frames_in += 1
+                if span is not None and pts < span.warm:
+                    continue  # between the keyframe sought to and the warm-up
+                if span is not None and span.end is not None and pts >= span.end:
+                    break
+                frame = prepare_frame(fr, pts, self.geo, self.size)
+                frame.encode = span is None or pts >= span.start
+                self.pipe.put(self.frames_q, frame)
+                self.rep.frames_in += frame.encode
+            if span is not None and span.end is not None and last_pts is not None and last_pts >= span.end:
+                break
         for s in self.streams.kept:  # flush the decoders of re-encoded audio
             if s.index in self.streams.reencoded:
                 for af in s.decode(None):
@@ -413,6 +439,8 @@ class _VideoJob:
             item = self.pipe.get(self.coloured_q)
             if item is _END:
                 break
+            if not item.encode:
+                continue
             y, u, v = geo.out_luma(item.y), item.u, item.v
             if self.cfg.compare:
                 neutral = np.full_like(u, int(geo.c_mid))
@@ -441,7 +469,7 @@ class _VideoJob:
         if info.interlaced:
             rep.warnings.append("interlaced source written as progressive frames (fields kept as they are, not "
                                 "deinterlaced); deinterlace it first for the cleanest colour, e.g. ffmpeg -vf bwdif")
-        if not info.frames_counted:
+        if not info.frames_counted or self.span is not None:
             return  # an estimate from duration x average rate says nothing about truncation (VFR)
         if info.frames and rep.frames_out < info.frames - 1:
             rep.warnings.append(f"only {rep.frames_out} of {info.frames} frames could be decoded (input truncated "

@@ -1,0 +1,213 @@
+"""Long films in segments (the av1an habit): resumable, joined losslessly.
+
+A film at least twice ``--segment-seconds`` long is cut into segments of about that length;
+each boundary moves to the nearest hard cut within ``CUT_SEARCH`` of a segment's length
+(the stabiliser's own cut test), so most seams fall where the picture changes anyway.
+A segment decodes from the keyframe before its warm-up, feeds ``WARMUP_FRAMES`` frames
+to the chroma stabiliser without encoding them (no visible seam), and is encoded by a
+fresh encoder (it starts with an IDR frame) into ``.NAME.segments/segNNNN.EXT``; a
+``segNNNN.done`` record (settings key, frames) marks it finished. The join remuxes the
+segments' packets in order and copies the audio/subtitle streams once from the source.
+A rerun skips finished segments; Ctrl-C loses at most the segment in progress.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_path
+from .colorizer import Colorizer
+from .encoding import add_side_streams, verify_output
+from .reading import VideoInfo, open_input
+from .settings import InferConfig
+from .temporal import is_scene_cut
+from .video import Geometry, Span, VideoReport, colorize_video, prepare_frame
+
+WARMUP_FRAMES = 8
+CUT_SEARCH = 0.1  # of a segment's length, each side of an even boundary
+
+
+def is_segmented(info: VideoInfo, cfg: InferConfig) -> bool:
+    return cfg.segment_seconds > 0 and info.duration_s >= 2 * cfg.segment_seconds and not cfg.preview
+
+
+def work_dir(dst: Path) -> Path:
+    return dst.parent / f".{dst.name}.segments"
+
+
+def plan_segments(src: Path, info: VideoInfo, cfg: InferConfig) -> list[tuple[int, int | None]]:
+    """``[(start_pts, end_pts), ...]`` covering the film; the last end is None (to the end)."""
+    seg = cfg.segment_seconds
+    n = max(1, math.ceil(info.duration_s / seg - 1e-9))
+    starts = [0]
+    for k in range(1, n):
+        b = _boundary(src, info, k * seg, CUT_SEARCH * seg, cfg.size)
+        if b is not None and b > starts[-1]:
+            starts.append(b)
+    first = _first_pts(src)
+    starts[0] = min(first, starts[1] if len(starts) > 1 else first)
+    return [(a, starts[i + 1] if i + 1 < len(starts) else None) for i, a in enumerate(starts)]
+
+
+def _first_pts(src: Path) -> int:
+    with open_input(src) as inp:
+        for fr in inp.decode(inp.streams.video[0]):
+            return int(fr.pts or 0)
+    return 0
+
+
+def _boundary(src: Path, info: VideoInfo, t: float, search: float, size: int) -> int | None:
+    """The pts of the first frame of a new shot nearest to ``t`` seconds within ``search``,
+    else of the first frame at or after ``t``."""
+    geo = Geometry(info, info.bits)
+    tb = float(info.time_base)
+    lo, hi = t - search, t + search
+    cuts: list[int] = []
+    at_t: int | None = None
+    prev = None
+    with open_input(src) as inp:
+        vin = inp.streams.video[0]
+        inp.seek(int(max(0.0, lo) / tb), stream=vin, backward=True, any_frame=False)
+        for fr in inp.decode(vin):
+            if fr.pts is None:
+                continue
+            ts = fr.pts * tb
+            if ts > hi:
+                break
+            gray = (prepare_frame(fr, int(fr.pts), geo, 64).small + 1) / 2
+            if ts >= lo and prev is not None and is_scene_cut(prev, gray):
+                cuts.append(int(fr.pts))
+            if at_t is None and ts >= t:
+                at_t = int(fr.pts)
+            prev = gray
+    if cuts:
+        return min(cuts, key=lambda p: abs(p * tb - t))
+    return at_t
+
+
+def colorize_film(src: Path, dst: Path, colorizer: Colorizer, cfg: InferConfig, info: VideoInfo, key: str,
+                  on_frame: Callable[[int, int], None] | None = None) -> VideoReport:
+    """Colorize ``src`` into ``dst`` segment by segment, resuming finished segments."""
+    t0 = time.perf_counter()
+    work = work_dir(dst)
+    work.mkdir(parents=True, exist_ok=True)
+    plan = _cached_plan(work, src, info, cfg, key)
+    step = max(1, round(1 / (info.rate * info.time_base)))
+    rep = VideoReport(output=str(dst))
+    done_frames = 0
+    for i, (a, b) in enumerate(plan):
+        seg, record = work / f"seg{i:04d}{dst.suffix}", work / f"seg{i:04d}.done"
+        frames = _finished(record, seg, key)
+        if frames is None:
+            offset = done_frames
+            part = colorize_video(src, seg, colorizer, cfg, info=info, span=Span(a, b, max(0, a - WARMUP_FRAMES * step)),
+                                  on_frame=(lambda d, t, o=offset: on_frame(o + d, t)) if on_frame else None)
+            frames = part.frames_out
+            rep.frames_encoded += frames
+            rep.scene_cuts += part.scene_cuts
+            rep.warnings += [w for w in part.warnings if w not in rep.warnings]
+            with atomic_path(record) as tmp:
+                tmp.write_text(json.dumps({"settings": key, "frames": frames, "start": a, "end": b}))
+        done_frames += frames
+    rep.segments = len(plan)
+    rep.audio_streams, notes = join_segments([work / f"seg{i:04d}{dst.suffix}" for i in range(len(plan))], src,
+                                             dst, done_frames)
+    rep.warnings += [w for w in notes if w not in rep.warnings]
+    rep.frames_in = rep.frames_out = done_frames
+    shutil.rmtree(work, ignore_errors=True)
+    rep.seconds = time.perf_counter() - t0
+    return rep
+
+
+def _cached_plan(work: Path, src: Path, info: VideoInfo, cfg: InferConfig, key: str) -> list[tuple[int, int | None]]:
+    """The plan is decided once per film and settings; reruns reuse it (segments stay valid)."""
+    st = src.stat()
+    ident = {"settings": key, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "segment_seconds": cfg.segment_seconds}
+    path = work / "plan.json"
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+            if saved.get("ident") == ident:
+                return [(int(a), None if b is None else int(b)) for a, b in saved["segments"]]
+        except (ValueError, KeyError, TypeError):
+            pass
+    for stale in work.glob("seg*"):  # another film version or other settings: start afresh
+        stale.unlink(missing_ok=True)
+    plan = plan_segments(src, info, cfg)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"ident": ident, "segments": plan}))
+    return plan
+
+
+def _finished(record: Path, seg: Path, key: str) -> int | None:
+    if not (record.is_file() and seg.is_file()):
+        return None
+    try:
+        rec = json.loads(record.read_text())
+    except ValueError:
+        return None
+    return int(rec["frames"]) if rec.get("settings") == key else None
+
+
+def join_segments(parts: list[Path], src: Path, dst: Path, frames: int) -> tuple[int, list[str]]:
+    """Remux the segments' video packets in order with the source's audio/subtitles into
+    ``dst`` (atomic); returns the number of audio streams and the notes."""
+    import av
+
+    with open_input(src) as inp, atomic_path(dst) as tmp:
+        with av.open(str(parts[0])) as first, av.open(str(tmp), "w") as out:
+            vout = out.add_stream_from_template(first.streams.video[0])
+            side = add_side_streams(out, inp)
+            video = _video_packets(parts, vout)
+            sides = _side_packets(inp, side)
+            _interleave(out, video, sides)
+            for s in side.reencoded.values():
+                out.mux(s.encode(None))
+            audio = side.audio_streams  # read while the source is open (its streams die with it)
+        verify_output(tmp, frames, dst)
+    return audio, side.warnings
+
+
+def _video_packets(parts: list[Path], vout: Any) -> Iterator[tuple[float, Any]]:
+    import av
+
+    for part in parts:
+        with av.open(str(part)) as c:
+            v = c.streams.video[0]
+            for p in c.demux(v):
+                if p.dts is None:
+                    continue
+                p.stream = vout
+                yield float(p.dts * v.time_base), p
+
+
+def _side_packets(inp: Any, side: Any) -> Iterator[tuple[float, list[Any]]]:
+    if not side.kept:
+        return
+    for p in inp.demux(*side.kept):
+        if p.dts is None:
+            continue
+        t = float(p.dts * p.stream.time_base)
+        idx = p.stream.index
+        if idx in side.reencoded:
+            yield t, [q for fr in p.decode() for q in side.reencoded[idx].encode(fr)]
+        else:
+            p.stream = side.copied[idx]
+            yield t, [p]
+
+
+def _interleave(out: Any, video: Iterator[tuple[float, Any]], sides: Iterator[tuple[float, list[Any]]]) -> None:
+    """Mux both in time order (the muxer would otherwise buffer one stream whole)."""
+    v, s = next(video, None), next(sides, None)
+    while v is not None or s is not None:
+        if s is None or (v is not None and v[0] <= s[0]):
+            out.mux(v[1])
+            v = next(video, None)
+        else:
+            out.mux(s[1])
+            s = next(sides, None)

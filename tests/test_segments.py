@@ -1,0 +1,92 @@
+"""Long films in segments: boundaries at scene cuts, frame-exact joins with the audio
+copied once, and a rerun after Ctrl-C that redoes only the unfinished segments."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from clips import noisy_still, write_clip
+from conftest import PHOTOS
+from scgan_rt.cli import app
+
+
+@pytest.fixture(scope="module")
+def film(tmp_path_factory) -> Path:
+    """6 s at 25 fps with audio: three shots, hard cuts at frames 48 and 100."""
+    shots = [noisy_still(PHOTOS / name, n=n, w=96, h=64) for name, n in
+             (("skimage__coffee.jpg", 48), ("skimage__astronaut.jpg", 52), ("skimage__rocket.jpg", 50))]
+    return write_clip(tmp_path_factory.mktemp("film") / "film.mp4", shots[0] + shots[1] + shots[2], audio="aac")
+
+
+def _streams(path: Path):
+    with av.open(str(path)) as c:
+        video = sorted(p.pts for p in c.demux(c.streams.video[0]) if p.size)
+    with av.open(str(path)) as c:
+        audio = [(p.pts, bytes(p)) for p in c.demux(c.streams.audio[0]) if p.size]
+    with av.open(str(path)) as c:
+        keys = [i for i, f in enumerate(c.decode(video=0)) if f.key_frame]
+    return video, audio, keys
+
+
+def _colorize(runner, src, dst, weights, *extra):
+    r = runner.invoke(app, ["colorize", str(src), "-o", str(dst), "--model", str(weights), "--backend", "torch",
+                            "--json", *map(str, extra)])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout[r.stdout.index("{"):])
+
+
+def test_segments_join_to_the_one_piece_timeline_with_audio_once(runner, tmp_path, tiny_weights, film):
+    _colorize(runner, film, tmp_path / "one.mp4", tiny_weights, "--segment-seconds", "0")
+    rep = _colorize(runner, film, tmp_path / "seg.mp4", tiny_weights, "--segment-seconds", "2")
+    one, seg = _streams(tmp_path / "one.mp4"), _streams(tmp_path / "seg.mp4")
+    assert len(seg[0]) == 150 and seg[0] == one[0]  # every frame, every pts
+    assert seg[1] == one[1]  # the audio packets, byte for byte, once
+    # each segment starts with a keyframe; the boundary near 2 s moved to the cut at frame 48
+    assert {0, 48, 100} <= set(seg[2])
+    assert rep["video_frames"] == 150 and not (tmp_path / ".seg.mp4.segments").exists()
+
+
+def test_plan_moves_boundaries_to_nearby_cuts_only(film):
+    from scgan_rt.reading import probe_video
+    from scgan_rt.segments import plan_segments
+    from scgan_rt.settings import InferConfig
+
+    info = probe_video(film)
+    step = round(1 / (info.rate * info.time_base))
+    plan = plan_segments(film, info, InferConfig(segment_seconds=2.0))
+    assert [a // step for a, _ in plan] == [0, 48, 100]  # 50 -> cut at 48; 100 is a cut
+    plan = plan_segments(film, info, InferConfig(segment_seconds=1.5))  # 37.5, 75, 112.5: cuts too far
+    assert [a // step for a, _ in plan][:3] == [0, 38, 75] and plan[-1][1] is None
+
+
+def test_interrupted_film_resumes_with_its_finished_segments(tmp_path, tiny_weights, film):
+    out = tmp_path / "out.mp4"
+    work = tmp_path / ".out.mp4.segments"
+    args = [sys.executable, "-m", "scgan_rt", "colorize", str(film), "-o", str(out), "--model", str(tiny_weights),
+            "--backend", "torch", "--segment-seconds", "1"]
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(work.glob("seg*.done"))) < 2:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=60) == 130
+    kept = len(list(work.glob("seg*.done")))
+    assert 2 <= kept < 6 and not out.exists() and not list(work.glob("*partial*"))
+    r = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["video_frames"] < 150  # only the unfinished segments were encoded again
+    one = tmp_path / "one.mp4"
+    subprocess.run([sys.executable, "-m", "scgan_rt", "colorize", str(film), "-o", str(one), "--model",
+                    str(tiny_weights), "--backend", "torch", "--segment-seconds", "0"], check=True, timeout=300,
+                   capture_output=True, env=dict(os.environ))
+    assert _streams(out)[0] == _streams(one)[0] and _streams(out)[1] == _streams(one)[1]
+    assert not work.exists()
