@@ -30,6 +30,7 @@ class Colorizer:
                  config: InferConfig | None = None, weights: str | os.PathLike[str] | None = None) -> None:
         self.backend = backend
         self.weights = Path(weights) if weights is not None else None
+        self.max_batch = 1 << 30  # lowered when a batch turns out too big for the device
         self.config = config or InferConfig(size=size)
         self.size = self.config.size if config is not None else size
         # Full-resolution merge runs where the backend's outputs can live cheaply.
@@ -46,8 +47,22 @@ class Colorizer:
         return cls(be, config=cfg, weights=path)
 
     def predict(self, small: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
-        """Network-size gray ``N x 1 x S x S`` in [-1, 1] -> RGB prediction on ``self.device``."""
-        rgb, sal = self.backend.infer(small.numpy())
+        """Network-size gray ``N x 1 x S x S`` in [-1, 1] -> RGB prediction on ``self.device``.
+
+        A batch the backend cannot take at once (GPU memory, 32-bit index limits of a
+        kernel) is split into the largest chunks that run; the size found is kept."""
+        if len(small) > self.max_batch:
+            step = self.max_batch  # a chunk may lower max_batch further; the chunks stay as cut
+            parts = [self.predict(small[i:i + step]) for i in range(0, len(small), step)]
+            sal = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])  # type: ignore[misc]
+            return torch.cat([p[0] for p in parts]), sal
+        try:
+            rgb, sal = self.backend.infer(small.numpy())
+        except (torch.OutOfMemoryError, RuntimeError) as e:
+            if len(small) == 1 or not _too_big(e):
+                raise
+            self.max_batch = max(1, len(small) // 2)
+            return self.predict(small)
         if not np.isfinite(rgb).all():
             name = self.weights.name if self.weights is not None else "the model"
             raise ModelError(f"model produced NaN/Inf: {name} is broken (NaN/Inf weights?)")
@@ -96,6 +111,11 @@ class Colorizer:
             return rgb
         out = (rgb * 255 + 0.5).clip(0, 255).astype(np.uint8)
         return Image.fromarray(out, "RGB") if is_pil else out
+
+
+def _too_big(e: BaseException) -> bool:
+    text = str(e)
+    return isinstance(e, torch.OutOfMemoryError) or "out of memory" in text or "32-bit index" in text
 
 
 def merge_strips(luma: np.ndarray, cbcr: torch.Tensor, dtype: type, device: str) -> np.ndarray:

@@ -54,6 +54,14 @@ def outputs(folder: Path, pattern: str = "*") -> list[Path]:
     return [p for p in Path(folder).rglob(pattern) if p.is_file() and not p.name.startswith("journal")]
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` for CLI children the tests interrupt: a SIGINT the test runner itself
+    ignores (a background CI job) would be inherited as ignored, and the CLI honours that."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def sha(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

@@ -156,3 +156,34 @@ def test_preview_goes_to_a_folder_beside_the_video(runner, tmp_path, tiny_weight
     assert sorted(p.name for p in (tmp_path / "clip_preview").iterdir()) == ["clip_preview_01.png",
                                                                              "clip_preview_02.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "clip_preview"]
+
+
+def test_a_batch_too_big_for_the_device_is_split_not_fatal():
+    import torch
+
+    from scgan_rt.colorizer import Colorizer
+
+    class Picky:
+        name, device, with_saliency = "picky", "cpu", False
+        calls: list[int] = []
+
+        def infer(self, gray):
+            self.calls.append(len(gray))
+            if len(gray) > 3:  # what torch says when a kernel's indices overflow int32
+                raise RuntimeError("input tensor must fit into 32-bit index math")
+            return np.repeat(gray, 3, axis=1), None
+
+    be = Picky()
+    c = Colorizer(be)
+    x = torch.linspace(-1, 1, 10 * 256 * 256).reshape(10, 1, 256, 256)
+    rgb, _ = c.predict(x)
+    assert rgb.shape == (10, 3, 256, 256) and torch.equal(rgb[:, 0:1], x)
+    assert c.max_batch == 2
+    be.calls.clear()
+    c.predict(x)
+    assert be.calls == [2, 2, 2, 2, 2]  # the size found is kept
+    with pytest.raises(RuntimeError, match="something else"):
+        class Broken(Picky):
+            def infer(self, gray):
+                raise RuntimeError("something else")
+        Colorizer(Broken()).predict(x)

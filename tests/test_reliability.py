@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from clips import noisy_still, write_clip
-from conftest import PHOTOS, outputs, sha
+from conftest import PHOTOS, default_sigint, outputs, sha
 from scgan_rt.cli import app
 from scgan_rt.errors import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_PARTIAL, EXIT_RESOURCE, EXIT_USAGE
 
@@ -235,7 +235,8 @@ def test_signals_at_random_times_exit_cleanly(tmp_path, tiny_weights):
             out = tmp_path / f"out{k + i}"
             p = subprocess.Popen([sys.executable, "-m", "scgan_rt", "colorize", str(src), "-o", str(out),
                                   "--model", str(tiny_weights), "--backend", be, "--device", "cpu"], env=env,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                 preexec_fn=default_sigint)
             running.append((p, sig, be, delay, out, time.monotonic()))
         for p, sig, be, delay, out, t0 in running:
             time.sleep(max(0.0, t0 + delay - time.monotonic()))

@@ -14,7 +14,7 @@ import av
 import pytest
 
 from clips import noisy_still, write_clip
-from conftest import PHOTOS
+from conftest import PHOTOS, default_sigint
 from scgan_rt.cli import app
 
 
@@ -72,7 +72,8 @@ def test_interrupted_film_resumes_with_its_finished_segments(tmp_path, tiny_weig
     work = tmp_path / ".out.mp4.segments"
     args = [sys.executable, "-m", "scgan_rt", "colorize", str(film), "-o", str(out), "--model", str(tiny_weights),
             "--backend", "torch", "--segment-seconds", "1"]
-    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(work.glob("seg*.done"))) < 2:
         time.sleep(0.02)

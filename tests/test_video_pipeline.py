@@ -21,7 +21,7 @@ from scgan_rt.temporal import ChromaStabilizer
 from scgan_rt.weights import default_weights
 
 from clips import decode_planes, gray_photo, noisy_still, write_clip
-from conftest import outputs, sha
+from conftest import default_sigint, outputs, sha
 
 DEFAULT = default_weights()
 
@@ -270,7 +270,8 @@ def test_interrupt_exits_130_and_leaves_nothing(tmp_path, tiny_weights, photos_d
     frames = noisy_still(photos_dir / "skimage__astronaut.jpg", n=300, w=320, h=240)
     src = write_clip(tmp_path / "long.mp4", frames, options={"preset": "ultrafast"})
     out = tmp_path / "out"
-    p = _cli_subprocess([src, "-o", out, "--model", tiny_weights, "--backend", "torch", "--preset", "veryslow"])
+    p = _cli_subprocess([src, "-o", out, "--model", tiny_weights, "--backend", "torch", "--preset", "veryslow"],
+                        preexec_fn=default_sigint)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(out.glob(".*partial*")):
         time.sleep(0.05)
