@@ -298,7 +298,7 @@ def colorize_cmd(
     from .colorizer import Colorizer
     from .errors import UsageError
     from .journal import Journal, Shard
-    from .pipeline import colorize_files, journal_root, plan_jobs, preflight_outputs, settings_key
+    from .pipeline import colorize_files, journal_root, plan_jobs, preflight_outputs, settings_key, shard_jobs
     from .weights import sha256_file
 
     cfg = InferConfig(size=size, batch_size=batch_size, backend=backend, device=device, skip_color=skip_color,
@@ -311,7 +311,7 @@ def colorize_cmd(
                      codec=cfg.codec, skipped=skipped)
     part = Shard.parse(shard)
     if part is not None:
-        jobs = [j for j in jobs if part.owns(j.rel)]
+        jobs = shard_jobs(jobs, part, cfg)
     preflight_outputs(jobs)
     weights = _weights(model)
     root = None if preview else journal_root(inputs, output)
@@ -332,7 +332,8 @@ def colorize_cmd(
         colorizer = Colorizer.open(cfg, weights)
         with _progress() as prog:
             bars = _RunProgress(prog, colorizer.backend.name, len(jobs))
-            rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames, journal=journal)
+            rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames, journal=journal,
+                                 shard=part)
     if journal is not None:
         journal.close()
     rep.note_unsupported(skipped)

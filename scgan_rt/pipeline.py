@@ -21,11 +21,11 @@ from .colorizer import Colorizer
 from .encoding import VIDEO_OUTPUT_SUFFIXES, video_output_suffix
 from .errors import (EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_RESOURCE, InputError, ResourceError, ScganError,
                      UsageError, raise_if_signalled)
-from .journal import Journal
+from .journal import Journal, Shard
 from .images import LoadedImage, is_supported, load_image, output_suffix, save_image
 from .reading import AUDIO_SUFFIXES, is_video
 from .settings import InferConfig
-from .reading import probe_video
+from .reading import probe_video, video_seconds
 from .segments import colorize_film, is_segmented
 from .video import colorize_video, preview_video
 
@@ -46,6 +46,7 @@ class Report:
     failed: list[tuple[str, str]] = field(default_factory=list)
     failed_exit_codes: list[int] = field(default_factory=list)
     failed_before: list[tuple[str, str]] = field(default_factory=list)  # journalled failures not retried
+    films_pending: list[str] = field(default_factory=list)  # films waiting for other shards' segments
     warnings: list[str] = field(default_factory=list)
     frames: int = 0
     video_seconds: float = 0.0
@@ -83,8 +84,19 @@ class Report:
             "video_fps": round(self.frames / self.video_seconds, 3) if self.video_seconds else None,
             "skipped_unsupported": _by_reason(self.skipped_unsupported),
             "failed_before": [{"path": p, "error": e} for p, e in self.failed_before],
+            "films_pending": self.films_pending,
             "warnings": self.warnings, **({"report": self.report} if self.report else {}),
         }
+
+
+def shard_jobs(jobs: Sequence[Job], shard: Shard, cfg: InferConfig) -> list[Job]:
+    """This shard's jobs: the inputs whose hash falls in it, and every film long enough for
+    segments (its segments are shared out by their own hash)."""
+    return [j for j in jobs if shard.owns(j.rel) or (is_video(j.src) and _long_film(j.src, cfg))]
+
+
+def _long_film(src: Path, cfg: InferConfig) -> bool:
+    return cfg.segment_seconds > 0 and video_seconds(src) >= 2 * cfg.segment_seconds
 
 
 def journal_root(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None,
@@ -255,11 +267,11 @@ def preflight_outputs(jobs: Sequence[Job]) -> None:
 def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig, *,
                    on_progress: Callable[[int, int], None] | None = None,
                    on_frame: Callable[[str, int, int], None] | None = None,
-                   journal: Journal | None = None) -> Report:
+                   journal: Journal | None = None, shard: Shard | None = None) -> Report:
     """Colorize every job; a bad or too-large item is recorded in the report and the run
     continues. ``on_frame(name, done, total)`` reports video progress. With a ``journal``
     every item is recorded there and what it says is finished is skipped."""
-    return _Run(jobs, colorizer, cfg, on_progress, on_frame, journal).run()
+    return _Run(jobs, colorizer, cfg, on_progress, on_frame, journal, shard).run()
 
 
 def settings_key(cfg: InferConfig, model_sha256: str) -> str:
@@ -304,8 +316,9 @@ def finished_before(job: Job, cfg: InferConfig, journal: Journal | None, rep: Re
 class _Run:
     def __init__(self, jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig,
                  on_progress: Callable[[int, int], None] | None,
-                 on_frame: Callable[[str, int, int], None] | None, journal: Journal | None = None) -> None:
-        self.jobs, self.colorizer, self.cfg, self.journal = jobs, colorizer, cfg, journal
+                 on_frame: Callable[[str, int, int], None] | None, journal: Journal | None = None,
+                 shard: Shard | None = None) -> None:
+        self.jobs, self.colorizer, self.cfg, self.journal, self.shard = jobs, colorizer, cfg, journal, shard
         self.on_progress, self.on_frame = on_progress, on_frame
         self.rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
         self.pending: list[tuple[Job, LoadedImage]] = []
@@ -407,10 +420,15 @@ class _Run:
         info = probe_video(job.src, cfg.max_pixels)
         if is_segmented(info, cfg) and not (info.is_colour and not cfg.force):
             key = self.journal.settings if self.journal else settings_key(cfg, str(self.colorizer.weights))
-            v = colorize_film(job.src, job.dst, self.colorizer, cfg, info, key, on_frame=progress)
+            shard = self.shard
+            owns = (lambda i, rel=job.rel: shard.owns(f"{rel}#seg{i:04d}")) if shard else None
+            v = colorize_film(job.src, job.dst, self.colorizer, cfg, info, key, on_frame=progress, owns=owns)
         else:
             v = colorize_video(job.src, job.dst, self.colorizer, cfg, info=info, on_frame=progress)
-        if v.skipped_colour:
+        if v.pending:
+            rep.films_pending.append(str(job.src))
+            rep.frames += v.frames_encoded
+        elif v.skipped_colour:
             rep.skipped_color.append(str(job.src))
             self._record(job, "skipped", "already in colour")
         else:

@@ -133,6 +133,20 @@ def chroma_energy(frame: Any) -> float:
     return float(np.mean(np.sqrt(u * u + v * v)))
 
 
+def video_seconds(path: Path) -> float:
+    """The container's duration in seconds, from the header only (0 when unknown)."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            v = c.streams.video[0] if c.streams.video else None
+            if v is not None and v.duration and v.time_base:
+                return float(v.duration * v.time_base)
+            return float(c.duration) / 1e6 if c.duration else 0.0
+    except (av.error.FFmpegError, OSError, ValueError):
+        return 0.0
+
+
 def source_codec(path: Path) -> str:
     """The first video stream's codec name (``h264``, ``vp9``...), from the header only;
     empty when the file cannot be opened (the job reports that properly later)."""

@@ -3,7 +3,8 @@
 ``OUT/report.html`` (and ``report_2.html``... past ``PAGE_ITEMS`` items) shows, per item,
 input | output (| ground truth for ``evaluate``) thumbnails with status, size, seconds and
 metrics; ``evaluate`` adds a CCI histogram and a PSNR/SSIM scatter against the grayscale
-baseline as inline SVG; a video gets a strip of frames from its output. Thumbnails are
+baseline as inline SVG; a video gets a strip of frames from its output and its flicker
+(``evaluate-video``, beside the source's). Thumbnails are
 JPEG files in ``OUT/report_files/`` loaded lazily, so a 10,000-item page stays light.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .atomic import atomic_path
+from .metrics import evaluate_video
 from .pipeline import Job, Report
 from .reading import is_video
 
@@ -65,7 +67,7 @@ class Sheet:
         done, failed = set(report.done), dict(report.failed)
         for job in jobs:
             if str(job.dst) in done:
-                self.items.append(Item(job.src.name, "done", job.src, job.dst,
+                self.items.append(Item(job.src.name, "done", job.src, job.dst, metrics=_video_metrics(job),
                                        pictures=self._pictures(job.src, job.dst)))
             elif str(job.src) in failed:
                 self.items.append(Item(job.src.name, "failed", job.src, None, failed[str(job.src)]))
@@ -93,6 +95,18 @@ class Sheet:
             with atomic_path(self.out_dir / _page_name(p)) as tmp:
                 tmp.write_text(_PAGE.format(title=html.escape(title), body=body), encoding="utf-8")
         return self.out_dir / _page_name(0)
+
+
+def _video_metrics(job: Job) -> dict[str, float]:
+    """A film's flicker (``evaluate-video``) next to its source's, for its card."""
+    if not is_video(job.src) or not job.dst.is_file():
+        return {}
+    try:
+        ev = evaluate_video(job.src, job.dst)
+    except Exception:  # a figure the report cannot compute must not lose the report
+        return {}
+    return {"flicker": float(ev["flicker_out"]), "source flicker": float(ev["flicker_in"]),
+            "luma PSNR dB": float(ev["luma_psnr_db"])}
 
 
 def _thumb_of_file(path: Path) -> np.ndarray:

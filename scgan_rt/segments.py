@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,37 +93,77 @@ def _boundary(src: Path, info: VideoInfo, t: float, search: float, size: int) ->
 
 
 def colorize_film(src: Path, dst: Path, colorizer: Colorizer, cfg: InferConfig, info: VideoInfo, key: str,
-                  on_frame: Callable[[int, int], None] | None = None) -> VideoReport:
-    """Colorize ``src`` into ``dst`` segment by segment, resuming finished segments."""
+                  on_frame: Callable[[int, int], None] | None = None,
+                  owns: Callable[[int], bool] | None = None) -> VideoReport:
+    """Colorize ``src`` into ``dst`` segment by segment, resuming finished segments.
+
+    ``owns(i)`` says which segments this worker encodes (``--shard``: the others are other
+    shards'); whoever finds every segment finished joins the film, under ``join.lock`` so
+    that only one does. A film still waiting for other workers' segments comes back with
+    ``pending`` set and no output."""
     t0 = time.perf_counter()
     work = work_dir(dst)
     work.mkdir(parents=True, exist_ok=True)
     plan = _cached_plan(work, src, info, cfg, key)
     step = max(1, round(1 / (info.rate * info.time_base)))
-    rep = VideoReport(output=str(dst))
-    done_frames = 0
+    rep = VideoReport(output=str(dst), segments=len(plan))
     for i, (a, b) in enumerate(plan):
         seg, record = work / f"seg{i:04d}{dst.suffix}", work / f"seg{i:04d}.done"
-        frames = _finished(record, seg, key)
-        if frames is None:
-            offset = done_frames
-            part = colorize_video(src, seg, colorizer, cfg, info=info, span=Span(a, b, max(0, a - WARMUP_FRAMES * step)),
-                                  on_frame=(lambda d, t, o=offset: on_frame(o + d, t)) if on_frame else None)
-            frames = part.frames_out
-            rep.frames_encoded += frames
-            rep.scene_cuts += part.scene_cuts
-            rep.warnings += [w for w in part.warnings if w not in rep.warnings]
-            with atomic_path(record) as tmp:
-                tmp.write_text(json.dumps({"settings": key, "frames": frames, "start": a, "end": b}))
-        done_frames += frames
-    rep.segments = len(plan)
+        if _finished(record, seg, key) is not None or (owns is not None and not owns(i)):
+            continue
+        part = colorize_video(src, seg, colorizer, cfg, info=info, span=Span(a, b, max(0, a - WARMUP_FRAMES * step)),
+                              on_frame=on_frame)
+        rep.frames_encoded += part.frames_out
+        rep.scene_cuts += part.scene_cuts
+        rep.warnings += [w for w in part.warnings if w not in rep.warnings]
+        with atomic_path(record) as tmp:
+            tmp.write_text(json.dumps({"settings": key, "frames": part.frames_out, "start": a, "end": b}))
+    counts = [_finished(work / f"seg{i:04d}.done", work / f"seg{i:04d}{dst.suffix}", key) for i in range(len(plan))]
+    if None in counts or not _take_join_lock(work):
+        rep.pending = True
+        rep.warnings.append(f"{sum(c is not None for c in counts)} of {len(plan)} segments done; the worker that "
+                            f"finishes the last one joins the film")
+        rep.seconds = time.perf_counter() - t0
+        return rep
+    total = sum(c for c in counts if c is not None)
     rep.audio_streams, notes = join_segments([work / f"seg{i:04d}{dst.suffix}" for i in range(len(plan))], src,
-                                             dst, done_frames)
+                                             dst, total)
     rep.warnings += [w for w in notes if w not in rep.warnings]
-    rep.frames_in = rep.frames_out = done_frames
+    rep.frames_in = rep.frames_out = total
     shutil.rmtree(work, ignore_errors=True)
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def _take_join_lock(work: Path) -> bool:
+    """Exactly one worker joins a film: the one that creates the lock file. A lock left by
+    a process of this host that no longer runs (a killed joiner) is taken over."""
+    lock = work / "join.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not _stale(lock):
+                return False
+            lock.unlink(missing_ok=True)
+            continue
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}".encode())
+        os.close(fd)
+        return True
+    return False
+
+
+def _stale(lock: Path) -> bool:
+    try:
+        host, pid = lock.read_text().split()
+        if host != socket.gethostname():
+            return False  # another machine's: it may still be joining
+        os.kill(int(pid), 0)
+        return False
+    except ProcessLookupError:
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def _cached_plan(work: Path, src: Path, info: VideoInfo, cfg: InferConfig, key: str) -> list[tuple[int, int | None]]:

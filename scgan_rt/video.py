@@ -63,6 +63,7 @@ class VideoReport:
     audio_streams: int = 0
     frames_encoded: int = 0  # by this run (a resumed film counts only what it redid)
     segments: int = 0  # a film done in segments
+    pending: bool = False  # segments of it are still other workers' (no output yet)
     output: str = ""
     warnings: list[str] = field(default_factory=list)
 

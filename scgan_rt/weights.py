@@ -131,14 +131,7 @@ def read_weights(path: str | os.PathLike[str]) -> LoadedWeights:
             raise ModelError(f"{p.name} is a safetensors file but not scgan-rt generator weights (no config metadata)")
         cfg = ModelConfig.from_json(meta["config"])
     elif kind in ("torch-zip", "pickle"):
-        try:
-            # A file object, not a path: newer torch guesses formats from the extension.
-            with open(p, "rb") as fh:
-                obj = torch.load(fh, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            raise ModelError(f"refusing to load {p.name}: not a plain weights file (it contains pickled code)") from None
-        except Exception as e:
-            raise ModelError(f"corrupt checkpoint {p.name}: {str(e).splitlines()[0][:200]}") from None
+        obj = _torch_load(p, "", "corrupt checkpoint")
         if not isinstance(obj, dict):
             raise ModelError(f"{p.name}: expected a dict checkpoint, got {type(obj).__name__}")
         sd = obj.get("generator") or obj.get("state_dict") or obj.get("model")
@@ -153,22 +146,36 @@ def read_weights(path: str | os.PathLike[str]) -> LoadedWeights:
     return LoadedWeights(cfg, sd, meta, p, sha256_file(p))
 
 
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def _torch_load(p: Path, what: str, broken: str) -> Any:
+    """``torch.load`` that never unpickles code, failing in one line."""
+    try:
+        # A file object, not a path: newer torch guesses formats from the extension.
+        with open(p, "rb") as fh:
+            return torch.load(fh, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ModelError(f"refusing to load {what}{p.name}: not a plain weights file (it contains pickled "
+                         f"code)") from None
+    except Exception as e:
+        raise ModelError(f"{broken} {p.name}: {_first_line(e)}") from None
+
+
 def read_state_dict(path: str | os.PathLike[str], what: str) -> dict[str, torch.Tensor]:
     """A plain tensor state dict from a .safetensors or torch file (never unpickling code);
     anything else is a one-line ``ModelError`` naming ``what`` and the file."""
     p = Path(path)
-    try:
-        if p.suffix == ".safetensors":
-            from safetensors.torch import load_file
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
 
+        try:
             sd = load_file(str(p))
-        else:
-            with open(p, "rb") as fh:
-                sd = torch.load(fh, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ModelError(f"refusing to load {what} {p.name}: not a plain weights file (it contains pickled code)") from None
-    except Exception as e:
-        raise ModelError(f"cannot read {what} {p.name}: {(str(e).strip().splitlines() or ['?'])[0][:200]}") from None
+        except Exception as e:
+            raise ModelError(f"cannot read {what} {p.name}: {_first_line(e)}") from None
+    else:
+        sd = _torch_load(p, f"{what} ", f"cannot read {what}")
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):

@@ -58,6 +58,7 @@ def test_colorize_report_in_a_browser(runner, tmp_path, tiny_weights):
     text = page.read_text()
     assert text.count("class='card done'") == 4 and text.count("class='card failed'") == 1
     assert "not a readable image" in text
+    assert "flicker " in text and "source flicker " in text  # the clip's card carries its flicker
     got = _open_in_chromium(page, ARTIFACTS / "colorize_report.png")
     assert got["errors"] == []
     assert len(got["images"]) == 3 * 2 + 4  # input | output per photo, a strip of 4 frames for the clip

@@ -91,3 +91,32 @@ def test_interrupted_film_resumes_with_its_finished_segments(tmp_path, tiny_weig
                    capture_output=True, env=dict(os.environ))
     assert _streams(out)[0] == _streams(one)[0] and _streams(out)[1] == _streams(one)[1]
     assert not work.exists()
+
+
+def test_two_shards_share_one_film_and_the_last_joins_it(runner, tmp_path, tiny_weights, film):
+    from scgan_rt.journal import Shard
+
+    owners = {k: [i for i in range(6) if Shard(k, 2).owns(f"film.mp4#seg{i:04d}")] for k in (1, 2)}
+    assert owners[1] and owners[2]  # the hash spreads the 6 segments over both shards
+    out = tmp_path / "out"
+    first = _colorize(runner, film, out, tiny_weights, "--segment-seconds", "1", "--shard", "1/2")
+    assert first["films_pending"] == [str(film)] and not (out / "film.mp4").exists()
+    assert any("segments done" in w for w in first["warnings"])
+    second = _colorize(runner, film, out, tiny_weights, "--segment-seconds", "1", "--shard", "2/2")
+    assert second["done"] == 1 and first["video_frames"] + second["video_frames"] == 150
+    _colorize(runner, film, tmp_path / "one.mp4", tiny_weights, "--segment-seconds", "0")
+    joined, one = _streams(out / "film.mp4"), _streams(tmp_path / "one.mp4")
+    assert joined[0] == one[0] and joined[1] == one[1]
+    assert not (out / ".film.mp4.segments").exists()
+
+
+def test_a_join_lock_of_a_dead_process_is_taken_over(tmp_path):
+    import socket
+
+    from scgan_rt.segments import _take_join_lock
+
+    (tmp_path / "join.lock").write_text(f"{socket.gethostname()} {2 ** 22 + 12345}")  # no such pid
+    assert _take_join_lock(tmp_path)
+    assert not _take_join_lock(tmp_path)  # now held by this live process
+    (tmp_path / "join.lock").write_text("another-host 1")
+    assert not _take_join_lock(tmp_path)  # another machine's lock is left alone
