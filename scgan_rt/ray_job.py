@@ -19,30 +19,55 @@ import numpy as np
 
 from .errors import ResourceError, UsageError
 from .journal import Journal
-from .pipeline import Job, Report, colorize_files, finished_before
+from .pipeline import Job, Report, colorize_files, finished_before, settings_key
+from .reading import is_video, video_seconds
+from .segments import cached_plan, work_dir
 from .settings import InferConfig
+from .weights import sha256_file
 
 
 class _Worker:
     """One Ray actor: a Colorizer opened once, colorizing batches of jobs."""
 
-    def __init__(self, settings: dict[str, Any], weights: str) -> None:
+    def __init__(self, settings: dict[str, Any], weights: str, key: str) -> None:
         from .colorizer import Colorizer
 
         # The driver already skipped finished items; a retried batch rewrites its outputs.
         self.cfg = InferConfig(**settings).replace(overwrite=True, batch_size=settings["batch_size"])
         self.colorizer = Colorizer.open(self.cfg, weights)
+        self.key = key
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        jobs = [Job(Path(s), Path(d), r) for s, d, r in zip(batch["src"], batch["dst"], batch["rel"])]
-        rep = colorize_files(jobs, self.colorizer, self.cfg)
-        failed = dict(rep.failed)
-        done, colour = set(rep.done), set(rep.skipped_color)
-        status = ["done" if str(j.dst) in done else "skipped" if str(j.src) in colour else "failed" for j in jobs]
-        notes = [" | ".join(w for w in rep.warnings if w.startswith(j.src.name + ":")) for j in jobs]
-        return {"src": batch["src"], "status": np.array(status), "error": np.array([failed.get(str(j.src), "")
-                                                                                     for j in jobs]),
-                "warnings": np.array(notes), "backend": np.array([self.colorizer.backend.name] * len(jobs))}
+        """Rows in, one result per row: photos and short videos are colorized through the
+        pipeline; a film's segment row encodes that segment (the driver joins the film)."""
+        rows = range(len(batch["src"]))
+        items = [i for i in rows if int(batch["segment"][i]) < 0]
+        jobs = [Job(Path(batch["src"][i]), Path(batch["dst"][i]), str(batch["rel"][i])) for i in items]
+        rep = colorize_files(jobs, self.colorizer, self.cfg) if jobs else None
+        for i in rows:
+            if int(batch["segment"][i]) >= 0:
+                self._segment(Path(batch["src"][i]), Path(batch["dst"][i]), int(batch["segment"][i]))
+        status, errors, notes = [], [], []
+        for i in rows:
+            src, dst = str(batch["src"][i]), str(batch["dst"][i])
+            if int(batch["segment"][i]) >= 0 or rep is None:
+                state, error, note = "segment", "", ""
+            else:
+                state = "done" if dst in rep.done else "skipped" if src in rep.skipped_color else "failed"
+                error = dict(rep.failed).get(src, "")
+                note = " | ".join(w for w in rep.warnings if w.startswith(Path(src).name + ":"))
+            status.append(state)
+            errors.append(error)
+            notes.append(note)
+        return {"src": batch["src"], "status": np.array(status), "error": np.array(errors),
+                "warnings": np.array(notes), "backend": np.array([self.colorizer.backend.name] * len(rows))}
+
+    def _segment(self, src: Path, dst: Path, index: int) -> None:
+        from .reading import probe_video
+        from .segments import colorize_film
+
+        colorize_film(src, dst, self.colorizer, self.cfg, probe_video(src, self.cfg.max_pixels), self.key,
+                      owns=lambda i: i == index, join=False)
 
 
 def connect(address: str) -> None:
@@ -64,6 +89,8 @@ def connect(address: str) -> None:
 def colorize_on_ray(jobs: Sequence[Job], cfg: InferConfig, weights: str | os.PathLike[str], *,
                     journal: Journal | None = None, address: str = "auto", workers: int = 2,
                     gpus_per_worker: float = 0.0, on_progress: Callable[[int, int], None] | None = None) -> Report:
+    """Photos are rows of their own; a film long enough for segments becomes one row per
+    segment (spread over the actors), and the driver joins it once all are done."""
     import time
 
     import ray
@@ -71,27 +98,59 @@ def colorize_on_ray(jobs: Sequence[Job], cfg: InferConfig, weights: str | os.Pat
     connect(address)
     rep = Report(total=len(jobs), backend="ray")
     todo = [j for j in jobs if not finished_before(j, cfg, journal, rep)]
+    key = journal.settings if journal is not None else settings_key(cfg, sha256_file(weights))
     if journal is not None:
         journal.start(len(jobs), "ray", Path(weights).name)
     t0 = time.perf_counter()
-    if todo:
+    films = {str(j.src): j for j in todo if is_video(j.src) and _film_info(j, cfg) is not None}
+    rows = [{"src": str(j.src), "dst": str(j.dst), "rel": j.rel, "segment": -1} for j in todo if str(j.src) not in films]
+    for j in films.values():
+        plan = cached_plan(work_dir(j.dst), j.src, _film_info(j, cfg), cfg, key)  # type: ignore[arg-type]
+        rows += [{"src": str(j.src), "dst": str(j.dst), "rel": j.rel, "segment": i} for i in range(len(plan))]
+    if rows:
         by_src = {str(j.src): j for j in todo}
-        rows = [{"src": str(j.src), "dst": str(j.dst), "rel": j.rel} for j in todo]
         ds = ray.data.from_items(rows).map_batches(
             _Worker, batch_size=cfg.batch_size, batch_format="numpy",
-            fn_constructor_kwargs={"settings": dataclasses.asdict(cfg), "weights": str(weights)},
+            fn_constructor_kwargs={"settings": dataclasses.asdict(cfg), "weights": str(weights), "key": key},
             compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=gpus_per_worker or None,
             max_restarts=-1, max_task_retries=-1)
         seen: set[str] = set()
         for row in ds.iter_rows():
-            if row["src"] in seen:  # a retried batch reports an item twice: count it once
+            if row["status"] == "segment" or row["src"] in seen:  # a retried batch reports an item twice
                 continue
             seen.add(row["src"])
             _collect(rep, by_src[row["src"]], row, journal)
             if on_progress:
                 on_progress(len(seen) + rep.total - len(todo), rep.total)
+        for j in films.values():
+            _join_film(rep, j, cfg, key, journal)
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def _film_info(job: Job, cfg: InferConfig) -> Any:
+    from .reading import probe_video
+    from .segments import is_segmented
+
+    if video_seconds(job.src) < 2 * cfg.segment_seconds or cfg.segment_seconds <= 0:
+        return None
+    info = probe_video(job.src, cfg.max_pixels)
+    return info if is_segmented(info, cfg) and not (info.is_colour and not cfg.force) else None
+
+
+def _join_film(rep: Report, job: Job, cfg: InferConfig, key: str, journal: Journal | None) -> None:
+    """Every segment came back: the driver joins the film (encoding nothing itself)."""
+    from .reading import probe_video
+    from .segments import colorize_film
+
+    v = colorize_film(job.src, job.dst, None, cfg, probe_video(job.src, cfg.max_pixels), key, owns=lambda i: False)
+    if v.pending:
+        rep.failed.append((str(job.src), f"{job.src.name}: {v.warnings[-1]}; rerun to finish it"))
+        rep.failed_exit_codes.append(5)
+        return
+    row = {"status": "done", "error": "", "warnings": " | ".join(f"{job.src.name}: {w}" for w in v.warnings),
+           "backend": rep.backend.removeprefix("ray/") or "?"}
+    _collect(rep, job, row, journal)
 
 
 def _collect(rep: Report, job: Job, row: dict[str, Any], journal: Journal | None) -> None:

@@ -92,19 +92,19 @@ def _boundary(src: Path, info: VideoInfo, t: float, search: float, size: int) ->
     return at_t
 
 
-def colorize_film(src: Path, dst: Path, colorizer: Colorizer, cfg: InferConfig, info: VideoInfo, key: str,
+def colorize_film(src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferConfig, info: VideoInfo, key: str,
                   on_frame: Callable[[int, int], None] | None = None,
-                  owns: Callable[[int], bool] | None = None) -> VideoReport:
+                  owns: Callable[[int], bool] | None = None, join: bool = True) -> VideoReport:
     """Colorize ``src`` into ``dst`` segment by segment, resuming finished segments.
 
     ``owns(i)`` says which segments this worker encodes (``--shard``: the others are other
     shards'); whoever finds every segment finished joins the film, under ``join.lock`` so
-    that only one does. A film still waiting for other workers' segments comes back with
-    ``pending`` set and no output."""
+    that only one does (``join=False``: never, a Ray actor leaves that to the driver). A film
+    still waiting for other workers' segments comes back with ``pending`` set and no output."""
     t0 = time.perf_counter()
     work = work_dir(dst)
     work.mkdir(parents=True, exist_ok=True)
-    plan = _cached_plan(work, src, info, cfg, key)
+    plan = cached_plan(work, src, info, cfg, key)
     step = max(1, round(1 / (info.rate * info.time_base)))
     rep = VideoReport(output=str(dst), segments=len(plan))
     for i, (a, b) in enumerate(plan):
@@ -119,7 +119,7 @@ def colorize_film(src: Path, dst: Path, colorizer: Colorizer, cfg: InferConfig, 
         with atomic_path(record) as tmp:
             tmp.write_text(json.dumps({"settings": key, "frames": part.frames_out, "start": a, "end": b}))
     counts = [_finished(work / f"seg{i:04d}.done", work / f"seg{i:04d}{dst.suffix}", key) for i in range(len(plan))]
-    if None in counts or not _take_join_lock(work):
+    if not join or None in counts or not _take_join_lock(work):
         rep.pending = True
         rep.warnings.append(f"{sum(c is not None for c in counts)} of {len(plan)} segments done; the worker that "
                             f"finishes the last one joins the film")
@@ -166,7 +166,7 @@ def _stale(lock: Path) -> bool:
         return False
 
 
-def _cached_plan(work: Path, src: Path, info: VideoInfo, cfg: InferConfig, key: str) -> list[tuple[int, int | None]]:
+def cached_plan(work: Path, src: Path, info: VideoInfo, cfg: InferConfig, key: str) -> list[tuple[int, int | None]]:
     """The plan is decided once per film and settings; reruns reuse it (segments stay valid)."""
     st = src.stat()
     ident = {"settings": key, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "segment_seconds": cfg.segment_seconds}

@@ -120,3 +120,28 @@ def test_a_join_lock_of_a_dead_process_is_taken_over(tmp_path):
     assert not _take_join_lock(tmp_path)  # now held by this live process
     (tmp_path / "join.lock").write_text("another-host 1")
     assert not _take_join_lock(tmp_path)  # another machine's lock is left alone
+
+
+def test_ray_spreads_a_films_segments_and_the_driver_joins_it(tmp_path, tiny_weights, film, runner):
+    ray = pytest.importorskip("ray")
+    from scgan_rt.journal import Journal
+    from scgan_rt.pipeline import plan_jobs, settings_key
+    from scgan_rt.ray_job import colorize_on_ray
+    from scgan_rt.settings import InferConfig
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        cfg = InferConfig(backend="torch", segment_seconds=1.0, batch_size=2).validate()
+        out = tmp_path / "out"
+        jobs = plan_jobs([film], out)
+        journal = Journal(out, None, settings_key(cfg, "k"))
+        rep = colorize_on_ray(jobs, cfg, tiny_weights, journal=journal, workers=2)
+        journal.close()
+        assert rep.done == [str(out / "film.mp4")] and not rep.failed
+        _colorize(runner, film, tmp_path / "one.mp4", tiny_weights, "--segment-seconds", "0")
+        joined, one = _streams(out / "film.mp4"), _streams(tmp_path / "one.mp4")
+        assert joined[0] == one[0] and joined[1] == one[1]
+        assert not (out / ".film.mp4.segments").exists()
+    finally:
+        ray.shutdown()
