@@ -333,7 +333,7 @@ def colorize_cmd(
         with _progress() as prog:
             bars = _RunProgress(prog, colorizer.backend.name, len(jobs))
             rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames, journal=journal,
-                                 shard=part)
+                                 shard=part, unsupported=skipped)
     if journal is not None:
         journal.close()
     rep.note_unsupported(skipped)

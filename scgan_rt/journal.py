@@ -123,12 +123,13 @@ class Journal:
                              f"{self.history.runs[-1]['journal']}); add --overwrite to redo them with these, "
                              f"or choose another -o")
 
-    def start(self, planned: int, backend: str, model: str) -> None:
-        """Note the run; its line is written with the first item (a run that finishes
-        nothing leaves no journal behind)."""
+    def start(self, planned: int, backend: str, model: str, unsupported: dict[str, int] | None = None) -> None:
+        """Note the run (with the folder files it skips as neither image nor video, by
+        reason); its line is written with the first item, so a run that finishes nothing
+        leaves no journal behind."""
         self._run = {"kind": "run", "time": time.time(), "shard": str(self.shard) if self.shard else None,
                      "planned": planned, "settings": self.settings, "backend": backend, "model": model,
-                     "pid": os.getpid()}
+                     "pid": os.getpid(), "unsupported": unsupported or {}}
 
     def previous(self, rel: str, src: Path) -> dict[str, Any] | None:
         """The last line about ``src`` if it still describes the file as it is now, under
@@ -202,6 +203,9 @@ def status(root: Path) -> dict[str, Any]:
     skipped: dict[str, int] = {}
     for r in by["skipped"]:
         skipped[r.get("reason") or "skipped"] = skipped.get(r.get("reason") or "skipped", 0) + 1
+    for run in latest.values():  # files no shard takes on: counted once per journal's latest run
+        for reason, n in run.get("unsupported", {}).items():
+            skipped[reason] = max(skipped.get(reason, 0), n)
     return {
         "folder": str(root), "journals": sorted(latest), "planned": planned, "done": len(by["done"]),
         "failed": [{"input": r["input"], "reason": r.get("reason", "")} for r in by["failed"]],

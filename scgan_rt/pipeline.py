@@ -267,11 +267,13 @@ def preflight_outputs(jobs: Sequence[Job]) -> None:
 def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig, *,
                    on_progress: Callable[[int, int], None] | None = None,
                    on_frame: Callable[[str, int, int], None] | None = None,
-                   journal: Journal | None = None, shard: Shard | None = None) -> Report:
+                   journal: Journal | None = None, shard: Shard | None = None,
+                   unsupported: Sequence[tuple[str, str]] = ()) -> Report:
     """Colorize every job; a bad or too-large item is recorded in the report and the run
     continues. ``on_frame(name, done, total)`` reports video progress. With a ``journal``
-    every item is recorded there and what it says is finished is skipped."""
-    return _Run(jobs, colorizer, cfg, on_progress, on_frame, journal, shard).run()
+    every item is recorded there (with the ``unsupported`` folder files, by reason) and what
+    it says is finished is skipped."""
+    return _Run(jobs, colorizer, cfg, on_progress, on_frame, journal, shard, unsupported).run()
 
 
 def settings_key(cfg: InferConfig, model_sha256: str) -> str:
@@ -317,8 +319,9 @@ class _Run:
     def __init__(self, jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig,
                  on_progress: Callable[[int, int], None] | None,
                  on_frame: Callable[[str, int, int], None] | None, journal: Journal | None = None,
-                 shard: Shard | None = None) -> None:
+                 shard: Shard | None = None, unsupported: Sequence[tuple[str, str]] = ()) -> None:
         self.jobs, self.colorizer, self.cfg, self.journal, self.shard = jobs, colorizer, cfg, journal, shard
+        self.unsupported = list(unsupported)
         self.on_progress, self.on_frame = on_progress, on_frame
         self.rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
         self.pending: list[tuple[Job, LoadedImage]] = []
@@ -332,7 +335,8 @@ class _Run:
                 self.rep.warnings.append(f"journal: {len(self.journal.history.torn)} torn line(s) ignored (a crash "
                                          f"mid-write): {', '.join(self.journal.history.torn)}")
             model = self.colorizer.weights.name if self.colorizer.weights is not None else ""
-            self.journal.start(len(self.jobs), self.rep.backend, model)
+            unsupported = {k: len(v) for k, v in _by_reason(self.unsupported).items()}
+            self.journal.start(len(self.jobs), self.rep.backend, model, unsupported)
         for job in self.jobs:
             raise_if_signalled()
             self._step(job)

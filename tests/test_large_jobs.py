@@ -48,6 +48,7 @@ def _items(out: Path) -> list[dict]:
 def test_journal_resume_retry_changed_inputs_and_settings(runner, tmp_path, tiny_weights):
     src = _archive(tmp_path / "in", n=4)
     (src / "roll0" / "bad.jpg").write_bytes(b"not a jpeg")
+    (src / "roll0" / "notes.txt").write_text("not a picture")
     out = tmp_path / "out"
     r, rep = _run(runner, src, "-o", out, "--model", tiny_weights)
     assert r.exit_code == EXIT_PARTIAL and rep["done"] == 4 and len(rep["failed"]) == 1
@@ -55,6 +56,9 @@ def test_journal_resume_retry_changed_inputs_and_settings(runner, tmp_path, tiny
     assert sorted((x["input"], x["status"]) for x in items) == sorted(
         [(f"roll{i % 3}/scan{i:02d}.jpg", "done") for i in range(4)] + [("roll0/bad.jpg", "failed")])
     assert all({"size", "mtime_ns", "output", "seconds", "time"} <= set(x) for x in items)
+    s = json.loads(runner.invoke(app, ["status", str(out), "--json"]).stdout)
+    assert s["done"] == 4 and s["failed"][0]["input"] == "roll0/bad.jpg" and s["pending"] == 0
+    assert s["skipped"] == {"unsupported format .txt": 1}
     # rerun: nothing redone; the known failure is reported, not retried
     r, rep = _run(runner, src, "-o", out, "--model", tiny_weights)
     assert rep["done"] == 0 and rep["skipped_existing"] == 4 and len(rep["failed_before"]) == 1
