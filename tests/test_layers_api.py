@@ -187,3 +187,19 @@ def test_a_batch_too_big_for_the_device_is_split_not_fatal():
             def infer(self, gray):
                 raise RuntimeError("something else")
         Colorizer(Broken()).predict(x)
+
+
+def test_openmp_spin_is_shortened_unless_the_user_chose():
+    from scgan_rt.__main__ import OMP_SPIN, quiet_openmp
+
+    env: dict[str, str] = {}
+    quiet_openmp(env)
+    assert env == {"GOMP_SPINCOUNT": OMP_SPIN}
+    for mine in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "1000000"}):
+        env = dict(mine)
+        quiet_openmp(env)
+        assert env == mine
+    r = subprocess.run([sys.executable, "-c", "import os, scgan_rt.__main__ as m; m.quiet_openmp(os.environ); "
+                        "import torch; print(os.environ['GOMP_SPINCOUNT'])"], capture_output=True, text=True,
+                       env={k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")})
+    assert r.stdout.strip() == OMP_SPIN
