@@ -715,6 +715,10 @@ def run() -> None:
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except KeyboardInterrupt as e:  # while Typer builds the command, before `guarded` runs
+        terminated = isinstance(e, Terminated)
+        console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/yellow]")
+        code = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     code = exit_code_after_signal(code)
     # Exit without interpreter teardown: a native thread pool destroyed by a static
     # destructor can abort() ("terminate called without an active exception") after the

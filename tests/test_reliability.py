@@ -254,3 +254,18 @@ def test_signals_at_random_times_exit_cleanly(tmp_path, tiny_weights):
             if p.returncode != want or left or "Traceback" in err:
                 failures.append(f"{be} {sig.name} after {delay:.2f}s: {p.returncode}, left {left}, {err[-300:]}")
     assert not failures, failures
+
+
+@pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_while_typer_builds_the_command_exits_cleanly(sig, code):
+    """The window between start-up and the command's own error handling (seen under load:
+    a traceback and -2 instead of 130)."""
+    prog = (f"import signal, scgan_rt.cli as cli, scgan_rt.errors as e\n"
+            f"def app():\n"
+            f"    e.note_signal(signal.{sig})\n"
+            f"    raise e.Terminated() if signal.{sig} == signal.SIGTERM else KeyboardInterrupt()\n"
+            f"cli.app = app\n"
+            f"cli.run()\n")
+    r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=120)
+    assert r.returncode == code, r.stderr
+    assert "Traceback" not in r.stderr and ("terminated" if code == 143 else "interrupted") in r.stderr
