@@ -32,7 +32,7 @@ class Colorizer:
         self.weights = Path(weights) if weights is not None else None
         self.max_batch = 1 << 30  # lowered when a batch turns out too big for the device
         self.config = config or InferConfig(size=size)
-        self.size = self.config.size if config is not None else size
+        self.size = self.config.size
         # Full-resolution merge runs where the backend's outputs can live cheaply.
         self.device = device or (backend.device if str(backend.device).startswith("cuda") else "cpu")
 

@@ -144,11 +144,12 @@ class Journal:
             return None
         return rec
 
-    def record(self, rel: str, src: Path, output: str | None, status: str, reason: str = "",
+    def record(self, rel: str, src: Path, output: Path | None, status: str, reason: str = "",
                seconds: float | None = None) -> None:
+        """One finished item; ``output`` (written) is kept relative to the journal's folder."""
         st = src.stat()
         rec: dict[str, Any] = {"kind": "item", "input": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                               "output": output, "status": status, "reason": reason, "time": time.time(),
+                               "output": None if output is None else self._relative(output), "status": status, "reason": reason, "time": time.time(),
                                "settings": self.settings,
                                "seconds": None if seconds is None else round(seconds, 3)}
         if self.verify:
@@ -157,6 +158,12 @@ class Journal:
             self._append(self._run)
             self._run = None
         self._append(rec)
+
+    def _relative(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.root.resolve()).as_posix()
+        except ValueError:
+            return str(path)
 
     def _append(self, rec: dict[str, Any]) -> None:
         if self._fd is None:

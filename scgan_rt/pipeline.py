@@ -21,12 +21,11 @@ from .colorizer import Colorizer
 from .encoding import VIDEO_OUTPUT_SUFFIXES, video_output_suffix
 from .errors import (EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_RESOURCE, InputError, ResourceError, ScganError,
                      UsageError, raise_if_signalled)
-from .journal import Journal, Shard
 from .images import LoadedImage, is_supported, load_image, output_suffix, save_image
-from .reading import AUDIO_SUFFIXES, is_video
+from .journal import Journal, Shard
+from .reading import AUDIO_SUFFIXES, is_video, probe_video
+from .segments import colorize_film, is_segmented, long_enough
 from .settings import InferConfig
-from .reading import probe_video, video_seconds
-from .segments import colorize_film, is_segmented
 from .video import colorize_video, preview_video
 
 
@@ -92,11 +91,7 @@ class Report:
 def shard_jobs(jobs: Sequence[Job], shard: Shard, cfg: InferConfig) -> list[Job]:
     """This shard's jobs: the inputs whose hash falls in it, and every film long enough for
     segments (its segments are shared out by their own hash)."""
-    return [j for j in jobs if shard.owns(j.rel) or (is_video(j.src) and _long_film(j.src, cfg))]
-
-
-def _long_film(src: Path, cfg: InferConfig) -> bool:
-    return cfg.segment_seconds > 0 and video_seconds(src) >= 2 * cfg.segment_seconds
+    return [j for j in jobs if shard.owns(j.rel) or (is_video(j.src) and long_enough(j.src, cfg))]
 
 
 def journal_root(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None,
@@ -175,13 +170,13 @@ def _folder_jobs(folder: Path, out: Path | None, tag: str, compare_tag: str | No
     if root.resolve() == folder.resolve():
         raise UsageError(f"the output folder is the input folder ({folder}); choose another -o")
     try:
+        # Never descend into our own output folder when it sits inside the input tree.
         every = sorted(f for f in folder.rglob("*") if f.is_file() and not _is_within(f, root))
     except OSError as e:
         raise InputError(f"cannot read folder {folder}: {e.strerror or e}") from None
-    # Never descend into our own output folder when it sits inside the input tree.
     files = [f for f in every if is_supported(f) or is_video(f)]
-    skipped += [(str(f), _skip_reason(f)) for f in every if not (is_supported(f) or is_video(f))
-                and PARTIAL_SUFFIX not in f.name]
+    taken = set(files)
+    skipped += [(str(f), _skip_reason(f)) for f in every if f not in taken and PARTIAL_SUFFIX not in f.name]
     if not files:
         raise InputError(f"no supported images or videos under {folder}")
     jobs = []
@@ -347,7 +342,7 @@ class _Run:
     def _step(self, job: Job) -> None:
         if self.cfg.preview and not is_video(job.src):
             return self._tick()  # preview mode only samples videos
-        if not self.cfg.preview and self._finished_before(job):
+        if not self.cfg.preview and finished_before(job, self.cfg, self.journal, self.rep):
             return self._tick()
         self._remove_stale_partials(job.dst)
         if is_video(job.src):
@@ -382,7 +377,7 @@ class _Run:
         except InputError as e:
             self._fail(job, e)
         except (MemoryError, torch.OutOfMemoryError):
-            self._fail(job, ResourceError(f"out of memory colorizing {job.src.name}"))
+            self._fail(job, _out_of_memory(job))
         return None
 
     def _fail(self, job: Job, e: ScganError) -> None:
@@ -394,15 +389,8 @@ class _Run:
         if self.journal is None:
             return
         t0 = self.started.pop(job.src, None)
-        try:
-            out = job.dst.resolve().relative_to(self.journal.root.resolve()).as_posix()
-        except ValueError:
-            out = str(job.dst)
-        self.journal.record(job.rel or job.src.name, job.src, out if status == "done" else None, status, reason,
+        self.journal.record(job.rel or job.src.name, job.src, job.dst if status == "done" else None, status, reason,
                             None if t0 is None else time.perf_counter() - t0)
-
-    def _finished_before(self, job: Job) -> bool:
-        return finished_before(job, self.cfg, self.journal, self.rep)
 
     def _remove_stale_partials(self, dst: Path) -> None:
         """Temp files of this output left by a killed run (atomic writes use ``.NAME.*.partial*``)."""
@@ -422,7 +410,7 @@ class _Run:
         on_frame = self.on_frame
         progress = (lambda d, t, n=job.src.name: on_frame(n, d, t)) if on_frame else None
         info = probe_video(job.src, cfg.max_pixels)
-        if is_segmented(info, cfg) and not (info.is_colour and not cfg.force):
+        if is_segmented(info, cfg):
             key = self.journal.settings if self.journal else settings_key(cfg, str(self.colorizer.weights))
             shard = self.shard
             owns = (lambda i, rel=job.rel: shard.owns(f"{rel}#seg{i:04d}")) if shard else None
@@ -450,7 +438,7 @@ class _Run:
             outs = self.colorizer.colorize_batch([im for _, im in batch], quantise=True)
         except (MemoryError, torch.OutOfMemoryError):
             if len(batch) == 1:
-                self._fail(batch[0][0], ResourceError(f"out of memory colorizing {batch[0][0].src.name}"))
+                self._fail(batch[0][0], _out_of_memory(batch[0][0]))
                 return self._tick()
             for item in batch:  # retry one by one: only the item that does not fit fails
                 self.pending = [item]
@@ -469,14 +457,18 @@ class _Run:
                 alpha = im.alpha
             save_image(job.dst, rgb, alpha, bits=im.bits, icc=im.icc, exif=im.exif, notes=notes)
             self.rep.warnings += [f"{job.src.name}: {n}" for n in notes]
-            self._record(job, "done")
             if self.cfg.save_saliency and sal is not None:
                 save_image(job.dst.with_name(job.dst.stem + "_saliency.png"), np.repeat(sal[..., None], 3, 2))
             self.rep.done.append(str(job.dst))
+            self._record(job, "done")
         except ResourceError:
             raise  # disk full / unwritable output: stop the batch
         except (ScganError, OSError) as e:
             self._fail(job, InputError(str(e)))
+
+
+def _out_of_memory(job: Job) -> ResourceError:
+    return ResourceError(f"out of memory colorizing {job.src.name}")
 
 
 def side_by_side(im: LoadedImage, rgb: np.ndarray) -> np.ndarray:

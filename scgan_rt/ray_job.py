@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ResourceError, UsageError
+from .errors import EXIT_BAD_INPUT, EXIT_RESOURCE, ResourceError, UsageError
 from .journal import Journal
 from .pipeline import Job, Report, colorize_files, finished_before, settings_key
-from .reading import is_video, video_seconds
-from .segments import cached_plan, work_dir
+from .reading import VideoInfo, is_video, probe_video
+from .segments import cached_plan, colorize_film, is_segmented, long_enough, work_dir
 from .settings import InferConfig
 from .weights import sha256_file
 
@@ -33,7 +33,7 @@ class _Worker:
         from .colorizer import Colorizer
 
         # The driver already skipped finished items; a retried batch rewrites its outputs.
-        self.cfg = InferConfig(**settings).replace(overwrite=True, batch_size=settings["batch_size"])
+        self.cfg = InferConfig(**settings).replace(overwrite=True)
         self.colorizer = Colorizer.open(self.cfg, weights)
         self.key = key
 
@@ -63,9 +63,6 @@ class _Worker:
                 "warnings": np.array(notes), "backend": np.array([self.colorizer.backend.name] * len(rows))}
 
     def _segment(self, src: Path, dst: Path, index: int) -> None:
-        from .reading import probe_video
-        from .segments import colorize_film
-
         colorize_film(src, dst, self.colorizer, self.cfg, probe_video(src, self.cfg.max_pixels), self.key,
                       owns=lambda i: i == index, join=False)
 
@@ -102,10 +99,10 @@ def colorize_on_ray(jobs: Sequence[Job], cfg: InferConfig, weights: str | os.Pat
     if journal is not None:
         journal.start(len(jobs), "ray", Path(weights).name)
     t0 = time.perf_counter()
-    films = {str(j.src): j for j in todo if is_video(j.src) and _film_info(j, cfg) is not None}
+    films = {str(j.src): (j, info) for j in todo if (info := _film_info(j, cfg)) is not None}
     rows = [{"src": str(j.src), "dst": str(j.dst), "rel": j.rel, "segment": -1} for j in todo if str(j.src) not in films]
-    for j in films.values():
-        plan = cached_plan(work_dir(j.dst), j.src, _film_info(j, cfg), cfg, key)  # type: ignore[arg-type]
+    for j, info in films.values():
+        plan = cached_plan(work_dir(j.dst), j.src, info, cfg, key)
         rows += [{"src": str(j.src), "dst": str(j.dst), "rel": j.rel, "segment": i} for i in range(len(plan))]
     if rows:
         by_src = {str(j.src): j for j in todo}
@@ -122,31 +119,26 @@ def colorize_on_ray(jobs: Sequence[Job], cfg: InferConfig, weights: str | os.Pat
             _collect(rep, by_src[row["src"]], row, journal)
             if on_progress:
                 on_progress(len(seen) + rep.total - len(todo), rep.total)
-        for j in films.values():
-            _join_film(rep, j, cfg, key, journal)
+        for j, info in films.values():
+            _join_film(rep, j, info, cfg, key, journal)
     rep.seconds = time.perf_counter() - t0
     return rep
 
 
-def _film_info(job: Job, cfg: InferConfig) -> Any:
-    from .reading import probe_video
-    from .segments import is_segmented
-
-    if video_seconds(job.src) < 2 * cfg.segment_seconds or cfg.segment_seconds <= 0:
+def _film_info(job: Job, cfg: InferConfig) -> VideoInfo | None:
+    """The film's probe when it goes in segments (the header's duration decides first)."""
+    if not is_video(job.src) or not long_enough(job.src, cfg):
         return None
     info = probe_video(job.src, cfg.max_pixels)
-    return info if is_segmented(info, cfg) and not (info.is_colour and not cfg.force) else None
+    return info if is_segmented(info, cfg) else None
 
 
-def _join_film(rep: Report, job: Job, cfg: InferConfig, key: str, journal: Journal | None) -> None:
+def _join_film(rep: Report, job: Job, info: VideoInfo, cfg: InferConfig, key: str, journal: Journal | None) -> None:
     """Every segment came back: the driver joins the film (encoding nothing itself)."""
-    from .reading import probe_video
-    from .segments import colorize_film
-
-    v = colorize_film(job.src, job.dst, None, cfg, probe_video(job.src, cfg.max_pixels), key, owns=lambda i: False)
+    v = colorize_film(job.src, job.dst, None, cfg, info, key, owns=lambda i: False)
     if v.pending:
         rep.failed.append((str(job.src), f"{job.src.name}: {v.warnings[-1]}; rerun to finish it"))
-        rep.failed_exit_codes.append(5)
+        rep.failed_exit_codes.append(EXIT_RESOURCE)
         return
     row = {"status": "done", "error": "", "warnings": " | ".join(f"{job.src.name}: {w}" for w in v.warnings),
            "backend": rep.backend.removeprefix("ray/") or "?"}
@@ -161,15 +153,10 @@ def _collect(rep: Report, job: Job, row: dict[str, Any], journal: Journal | None
         rep.skipped_color.append(str(job.src))
     else:
         rep.failed.append((str(job.src), str(row["error"])))
-        rep.failed_exit_codes.append(3)
+        rep.failed_exit_codes.append(EXIT_BAD_INPUT)
     if row["warnings"]:
         rep.warnings += str(row["warnings"]).split(" | ")
     rep.backend = f"ray/{row['backend']}"
     if journal is not None:
-        out = str(job.dst)
-        try:
-            out = job.dst.resolve().relative_to(journal.root.resolve()).as_posix()
-        except ValueError:
-            pass
-        journal.record(job.rel or job.src.name, job.src, out if status == "done" else None, status,
+        journal.record(job.rel or job.src.name, job.src, job.dst if status == "done" else None, status,
                        str(row["error"]) or ("already in colour" if status == "skipped" else ""))

@@ -25,7 +25,7 @@ from typing import Any
 from .atomic import atomic_path
 from .colorizer import Colorizer
 from .encoding import add_side_streams, verify_output
-from .reading import VideoInfo, open_input
+from .reading import VideoInfo, open_input, video_seconds
 from .settings import InferConfig
 from .temporal import is_scene_cut
 from .video import Geometry, Span, VideoReport, colorize_video, prepare_frame
@@ -35,7 +35,15 @@ CUT_SEARCH = 0.1  # of a segment's length, each side of an even boundary
 
 
 def is_segmented(info: VideoInfo, cfg: InferConfig) -> bool:
-    return cfg.segment_seconds > 0 and info.duration_s >= 2 * cfg.segment_seconds and not cfg.preview
+    """Long enough for segments, and to be colorized at all (colour footage without
+    ``--force`` goes the one-piece way, which skips it)."""
+    return (cfg.segment_seconds > 0 and info.duration_s >= 2 * cfg.segment_seconds and not cfg.preview
+            and not (info.is_colour and not cfg.force))
+
+
+def long_enough(src: Path, cfg: InferConfig) -> bool:
+    """From the container header alone (no decoding): could ``src`` go in segments?"""
+    return cfg.segment_seconds > 0 and video_seconds(src) >= 2 * cfg.segment_seconds
 
 
 def work_dir(dst: Path) -> Path:
@@ -108,8 +116,8 @@ def colorize_film(src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferC
     step = max(1, round(1 / (info.rate * info.time_base)))
     rep = VideoReport(output=str(dst), segments=len(plan))
     for i, (a, b) in enumerate(plan):
-        seg, record = work / f"seg{i:04d}{dst.suffix}", work / f"seg{i:04d}.done"
-        if _finished(record, seg, key) is not None or (owns is not None and not owns(i)):
+        seg, record = _segment_files(work, i, dst.suffix)
+        if _finished(seg, record, key) is not None or (owns is not None and not owns(i)):
             continue
         part = colorize_video(src, seg, colorizer, cfg, info=info, span=Span(a, b, max(0, a - WARMUP_FRAMES * step)),
                               on_frame=on_frame)
@@ -118,7 +126,7 @@ def colorize_film(src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferC
         rep.warnings += [w for w in part.warnings if w not in rep.warnings]
         with atomic_path(record) as tmp:
             tmp.write_text(json.dumps({"settings": key, "frames": part.frames_out, "start": a, "end": b}))
-    counts = [_finished(work / f"seg{i:04d}.done", work / f"seg{i:04d}{dst.suffix}", key) for i in range(len(plan))]
+    counts = [_finished(*_segment_files(work, i, dst.suffix), key) for i in range(len(plan))]
     if not join or None in counts or not _take_join_lock(work):
         rep.pending = True
         rep.warnings.append(f"{sum(c is not None for c in counts)} of {len(plan)} segments done; the worker that "
@@ -126,13 +134,18 @@ def colorize_film(src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferC
         rep.seconds = time.perf_counter() - t0
         return rep
     total = sum(c for c in counts if c is not None)
-    rep.audio_streams, notes = join_segments([work / f"seg{i:04d}{dst.suffix}" for i in range(len(plan))], src,
-                                             dst, total)
+    rep.audio_streams, notes = join_segments([_segment_files(work, i, dst.suffix)[0] for i in range(len(plan))],
+                                             src, dst, total)
     rep.warnings += [w for w in notes if w not in rep.warnings]
     rep.frames_in = rep.frames_out = total
     shutil.rmtree(work, ignore_errors=True)
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def _segment_files(work: Path, i: int, suffix: str) -> tuple[Path, Path]:
+    """Segment ``i``'s video and its finished-record."""
+    return work / f"seg{i:04d}{suffix}", work / f"seg{i:04d}.done"
 
 
 def _take_join_lock(work: Path) -> bool:
@@ -186,7 +199,8 @@ def cached_plan(work: Path, src: Path, info: VideoInfo, cfg: InferConfig, key: s
     return plan
 
 
-def _finished(record: Path, seg: Path, key: str) -> int | None:
+def _finished(seg: Path, record: Path, key: str) -> int | None:
+    """Frames of a segment finished under these settings; None when it is not."""
     if not (record.is_file() and seg.is_file()):
         return None
     try:
