@@ -142,10 +142,14 @@ def benchmark_video(src: str | os.PathLike[str], weights: str | os.PathLike[str]
                 if len(raw) >= model_frames:
                     break
         stage = ChromaStage(colorizer, geo, cfg.temporal_strength)
-        stage([prepare_frame(raw[0], 0, geo, cfg.size)])  # warm-up (ONNX export / autotune)
+        batch = colorizer.batch_for(geo.w2 * geo.h2)
+        res["batch"] = batch
+        stage([prepare_frame(f, k, geo) for k, f in enumerate(raw[:batch])])  # warm-up (export, autotune)
+        stage.finish()
         t0 = time.perf_counter()
-        for i in range(0, len(raw), cfg.batch_size):
-            stage([prepare_frame(f, k, geo, cfg.size) for k, f in enumerate(raw[i:i + cfg.batch_size])])
+        for i in range(0, len(raw), batch):
+            stage([prepare_frame(f, k, geo) for k, f in enumerate(raw[i:i + batch])])
+        stage.finish()
         res["model_fps"] = len(raw) / (time.perf_counter() - t0)
         rep = colorize_video(src, Path(td) / "e2e.mp4", colorizer, cfg)
         res["e2e_fps"] = rep.fps

@@ -22,7 +22,7 @@ from .backends import names as backend_names
 from .export.engine import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GIB
 from .config import TrainConfig
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ScganError, Terminated, raise_if_signalled, signalled
-from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, InferConfig
+from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, InferConfig, parse_batch_size
 from .version import __version__
 
 app = typer.Typer(
@@ -224,9 +224,11 @@ def _progress() -> Any:
 class _RunProgress:
     """Files and video frames per second for ``colorize``'s progress bars."""
 
-    def __init__(self, prog: Any, backend: str, total: int) -> None:
+    def __init__(self, prog: Any, colorizer: Any, total: int) -> None:
         import time
 
+        self.colorizer = colorizer
+        backend = colorizer.backend.name + ("+compile" if colorizer.config.compile else "")
         self.prog, self.backend, self.clock = prog, backend, time.perf_counter
         self.t0 = self.clock()
         self.task = prog.add_task(f"colorizing [{backend}]", total=total, rate="")
@@ -235,7 +237,11 @@ class _RunProgress:
 
     def files(self, done: int, total: int) -> None:
         dt = self.clock() - self.t0
-        self.prog.update(self.task, completed=done, rate=f"{done / dt:.2f} files/s" if dt > 0 else "")
+        self.prog.update(self.task, completed=done, rate=(f"{done / dt:.2f} files/s" if dt > 0 else "") + self._compiled())
+
+    def _compiled(self) -> str:
+        s = self.colorizer.compile_seconds
+        return f" (compiling took {s:.0f} s)" if s else ""
 
     def frames(self, name: str, done: int, total: int) -> None:
         start = self.vt0.setdefault(name, self.clock())
@@ -243,7 +249,7 @@ class _RunProgress:
             self.vtask = self.prog.add_task("", total=None, rate="")
         fps = done / max(self.clock() - start, 1e-9)
         self.prog.update(self.vtask, description=f"  {name} [{self.backend}]", completed=done, total=total or None,
-                         rate=f"{fps:.1f} frames/s")
+                         rate=f"{fps:.1f} frames/s" + self._compiled())
 
 
 def _encoder_preset(encoder_preset: str, preset_alias: Optional[str]) -> str:
@@ -264,8 +270,11 @@ def colorize_cmd(
     model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     backend: str = typer.Option(I.backend, "--backend", metavar=BACKEND_CHOICES, help="Inference backend."),
     device: str = typer.Option(I.device, "--device", metavar=DEVICE_CHOICES, help="Where the network runs."),
-    batch_size: int = typer.Option(I.batch_size, "--batch-size", help="Frames per network call."),
+    batch_size: str = typer.Option(I.batch_size, "--batch-size", help="Frames per network call: auto (from free "
+                                   "GPU memory on CUDA, 4 on the CPU) or a number."),
     size: int = typer.Option(I.size, "--size", help="Network input size (a multiple of 256)."),
+    compile_net: bool = typer.Option(I.compile, "--compile", help="torch.compile the network (torch backend; the "
+                                     "first batch of each size pays the compile time, shown in the progress line)."),
     save_saliency: bool = typer.Option(I.save_saliency, "--save-saliency", help="Also write NAME_saliency.png (photos)."),
     saturation: float = typer.Option(I.saturation, "--saturation", help="Scale the predicted colour around gray "
                                      "(1 = as predicted; the model card lists measured PSNR/SSIM/CCI for 1.0/1.3/1.6)."),
@@ -301,7 +310,8 @@ def colorize_cmd(
     from .pipeline import colorize_files, journal_root, plan_jobs, preflight_outputs, settings_key, shard_jobs
     from .weights import sha256_file
 
-    cfg = InferConfig(size=size, batch_size=batch_size, backend=backend, device=device, skip_color=skip_color,
+    cfg = InferConfig(size=size, batch_size=parse_batch_size(batch_size), backend=backend, device=device,
+                      compile=compile_net, skip_color=skip_color,
                       save_saliency=save_saliency, saturation=saturation, overwrite=overwrite, codec=codec, crf=crf,
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias),
                       temporal_strength=temporal_strength, force=force, compare=compare, preview=preview,
@@ -331,7 +341,7 @@ def colorize_cmd(
     else:
         colorizer = Colorizer.open(cfg, weights)
         with _progress() as prog:
-            bars = _RunProgress(prog, colorizer.backend.name, len(jobs))
+            bars = _RunProgress(prog, colorizer, len(jobs))
             rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames, journal=journal,
                                  shard=part, unsupported=skipped)
     if journal is not None:
@@ -608,7 +618,8 @@ def benchmark_video_cmd(
     backend: str = typer.Option(I.backend, "--backend", metavar=BACKEND_CHOICES),
     model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     device: str = typer.Option(I.device, "--device", metavar=DEVICE_CHOICES),
-    batch_size: int = typer.Option(I.batch_size, "--batch-size"),
+    batch_size: str = typer.Option(I.batch_size, "--batch-size", help="auto or a number."),
+    compile_net: bool = typer.Option(I.compile, "--compile", help="torch.compile the network (torch backend)."),
     codec: str = typer.Option(I.codec, "--codec"),
     crf: int = typer.Option(I.crf, "--crf"),
     encoder_preset: str = typer.Option(I.encoder_preset, "--encoder-preset", help="x264/x265 speed preset."),
@@ -618,7 +629,8 @@ def benchmark_video_cmd(
     """Video speed: model-only, codec-only and end-to-end frames/s against the pipeline bound."""
     from .benchmark import benchmark_video
 
-    cfg = InferConfig(batch_size=batch_size, backend=backend, device=device, codec=codec, crf=crf,
+    cfg = InferConfig(batch_size=parse_batch_size(batch_size), backend=backend, device=device, compile=compile_net,
+                      codec=codec, crf=crf,
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias)).validate()
     r = benchmark_video(clip, _weights(model), cfg)
     if json_out:

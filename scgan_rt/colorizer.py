@@ -8,6 +8,7 @@ luminance (richzhang's colorizers contract: the user's gray is never replaced).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
@@ -21,7 +22,7 @@ from .backends import Backend, BackendOptions, open_backend
 from .color import chroma_from_prediction, luma_of, merge_luminance, to_network
 from .errors import ModelError
 from .images import STRIP_ROWS, LoadedImage
-from .settings import InferConfig
+from .settings import AUTO_MAX_BATCH, AUTO_MEMORY_SHARE, CPU_BATCH, DEVICE_BYTES_PER_PIXEL, InferConfig
 from .weights import resolve_weights
 
 
@@ -31,10 +32,14 @@ class Colorizer:
         self.backend = backend
         self.weights = Path(weights) if weights is not None else None
         self.max_batch = 1 << 30  # lowered when a batch turns out too big for the device
+        self._net_bytes: int | None = None  # measured on first use of --batch-size auto
+        self.compile_seconds = 0.0  # first calls of a compiled network, per batch shape
+        self._shapes: set[tuple[int, ...]] = set()
         self.config = config or InferConfig(size=size)
         self.size = self.config.size
         # Full-resolution merge runs where the backend's outputs can live cheaply.
-        self.device = device or (backend.device if str(backend.device).startswith("cuda") else "cpu")
+        on_gpu = str(backend.device).startswith("cuda") and torch.cuda.is_available()
+        self.device = device or (backend.device if on_gpu else "cpu")
 
     @classmethod
     def open(cls, config: InferConfig | None = None, weights: str | os.PathLike[str] | None = None, *,
@@ -43,30 +48,85 @@ class Colorizer:
         bundled preset name or a file). Keyword ``settings`` override ``InferConfig`` fields."""
         cfg = (config or InferConfig()).replace(**settings) if settings else (config or InferConfig()).validate()
         path = resolve_weights(weights if weights is not None else model)
-        be = open_backend(cfg.backend, path, cfg.device, BackendOptions(with_saliency=cfg.save_saliency))
+        name = "torch" if cfg.compile and cfg.backend == "auto" else cfg.backend  # only torch compiles
+        be = open_backend(name, path, cfg.device, BackendOptions(with_saliency=cfg.save_saliency, compile=cfg.compile))
         return cls(be, config=cfg, weights=path)
 
-    def predict(self, small: torch.Tensor) -> tuple[torch.Tensor, np.ndarray | None]:
-        """Network-size gray ``N x 1 x S x S`` in [-1, 1] -> RGB prediction on ``self.device``.
+    def run(self, small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Network-size gray ``N x 1 x S x S`` in [-1, 1] -> RGB prediction (and saliency) as
+        tensors on ``self.device``, without reading anything back (see ``check_finite``).
 
         A batch the backend cannot take at once (GPU memory, 32-bit index limits of a
         kernel) is split into the largest chunks that run; the size found is kept."""
         if len(small) > self.max_batch:
             step = self.max_batch  # a chunk may lower max_batch further; the chunks stay as cut
-            parts = [self.predict(small[i:i + step]) for i in range(0, len(small), step)]
-            sal = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])  # type: ignore[misc]
+            parts = [self.run(small[i:i + step]) for i in range(0, len(small), step)]
+            sal = None if parts[0][1] is None else torch.cat([p[1] for p in parts])  # type: ignore[misc]
             return torch.cat([p[0] for p in parts]), sal
         try:
-            rgb, sal = self.backend.infer(small.numpy())
+            rgb, sal = self._infer(small)
         except (torch.OutOfMemoryError, RuntimeError) as e:
             if len(small) == 1 or not _too_big(e):
                 raise
             self.max_batch = max(1, len(small) // 2)
-            return self.predict(small)
-        if not np.isfinite(rgb).all():
+            return self.run(small)
+        return rgb, sal
+
+    def _infer(self, small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        infer_tensor = getattr(self.backend, "infer_tensor", None)
+        if getattr(self.backend, "compiled", False) and tuple(small.shape) not in self._shapes:
+            return self._first_compiled_call(small)
+        if infer_tensor is not None:  # device tensors in and out
+            rgb, sal = infer_tensor(small)
+            return rgb.to(self.device).float(), (sal.to(self.device).float() if sal is not None else None)
+        rgb_np, sal_np = self.backend.infer(small.detach().cpu().numpy())  # a plugin speaking numpy
+        return (torch.from_numpy(rgb_np).to(self.device),
+                torch.from_numpy(sal_np).to(self.device) if sal_np is not None else None)
+
+    def _first_compiled_call(self, small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A new batch shape compiles a graph: its time is shown as the compile cost."""
+        t0 = time.perf_counter()
+        self._shapes.add(tuple(small.shape))
+        out = self._infer(small)
+        if str(self.device).startswith("cuda"):
+            torch.cuda.synchronize(torch.device(self.device))
+        self.compile_seconds += time.perf_counter() - t0
+        return out
+
+    def check_finite(self, finite: bool | torch.Tensor) -> None:
+        """Raise ``ModelError`` unless ``finite`` (``torch.isfinite(rgb).all()`` of a prediction)."""
+        if not bool(finite):
             name = self.weights.name if self.weights is not None else "the model"
             raise ModelError(f"model produced NaN/Inf: {name} is broken (NaN/Inf weights?)")
-        return torch.from_numpy(rgb).to(self.device), sal
+
+    def predict(self, small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``run`` followed by the NaN/Inf check (one read-back)."""
+        rgb, sal = self.run(small.to(self.device))
+        self.check_finite(torch.isfinite(rgb).all())
+        return rgb, sal
+
+    def batch_for(self, pixels: int) -> int:
+        """Frames per network call for frames of ``pixels`` pixels: ``--batch-size`` as given,
+        or with ``auto`` the CPU default, or on CUDA what free GPU memory holds."""
+        if self.config.batch_size != "auto":
+            return int(self.config.batch_size)
+        if not str(self.device).startswith("cuda"):
+            return CPU_BATCH
+        if self._net_bytes is None:
+            self._net_bytes = self._probe_net_bytes()
+        free, _ = torch.cuda.mem_get_info(torch.device(self.device))
+        return auto_batch(free, self._net_bytes, pixels)
+
+    def _probe_net_bytes(self) -> int:
+        """Peak GPU bytes one frame adds to a forward pass (measured on a batch of 2)."""
+        dev = torch.device(self.device)
+        x = torch.zeros(2, 1, self.size, self.size, device=dev)
+        torch.cuda.synchronize(dev)
+        base = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        self.run(x)
+        torch.cuda.synchronize(dev)
+        return max(1, (torch.cuda.max_memory_allocated(dev) - base) // 2)
 
     def chroma(self, rgb_pred: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
         """The prediction's (Cb, Cr) in ``matrix``, scaled by ``--saturation`` around neutral
@@ -81,7 +141,8 @@ class Colorizer:
         so a large photo never holds a float copy of itself."""
         if not images:
             return []
-        small = torch.cat([to_network(torch.from_numpy(im.luma)[None, None], self.size) for im in images])
+        small = torch.cat([to_network(torch.from_numpy(im.luma).to(self.device)[None, None], self.size)
+                           for im in images])
         rgb_pred, sal = self.predict(small)
         cbcr = self.chroma(rgb_pred)
         results = []
@@ -90,8 +151,8 @@ class Colorizer:
             rgb = merge_strips(im.luma, cbcr[i:i + 1], dtype, self.device)
             s = None
             if sal is not None:
-                st = torch.from_numpy(sal[i:i + 1]).to(self.device)
-                s = F.interpolate(st, size=im.luma.shape, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
+                s = F.interpolate(sal[i:i + 1], size=im.luma.shape, mode="bilinear",
+                                  align_corners=False)[0, 0].cpu().numpy()
             results.append((rgb, s))
         return results
 
@@ -111,6 +172,18 @@ class Colorizer:
             return rgb
         out = (rgb * 255 + 0.5).clip(0, 255).astype(np.uint8)
         return Image.fromarray(out, "RGB") if is_pil else out
+
+
+def auto_batch(free_bytes: int, net_bytes_per_frame: int, pixels: int) -> int:
+    """``--batch-size auto`` on a GPU: the largest power of two up to ``AUTO_MAX_BATCH`` whose
+    network activations and full-resolution frame temporaries fit in ``AUTO_MEMORY_SHARE``
+    of the free memory."""
+    per_frame = net_bytes_per_frame + pixels * DEVICE_BYTES_PER_PIXEL
+    fits = int(free_bytes * AUTO_MEMORY_SHARE // max(1, per_frame))
+    n = 1
+    while n * 2 <= min(fits, AUTO_MAX_BATCH):
+        n *= 2
+    return n
 
 
 def _too_big(e: BaseException) -> bool:

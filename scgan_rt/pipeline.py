@@ -51,6 +51,8 @@ class Report:
     video_seconds: float = 0.0
     seconds: float = 0.0
     backend: str = ""
+    batch: int = 0  # frames per network call (--batch-size, or what auto chose)
+    compile_seconds: float = 0.0  # first calls of a compiled network (--compile)
     report: str = ""  # the HTML report's path, with --report
     skipped_unsupported: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found in folders
 
@@ -79,7 +81,7 @@ class Report:
             "total": self.total, "done": len(self.done), "skipped_existing": len(self.skipped_existing),
             "skipped_color": len(self.skipped_color), "failed": [{"path": p, "error": e} for p, e in self.failed],
             "seconds": round(self.seconds, 3), "images_per_s": round(self.images_per_s, 3), "backend": self.backend,
-            "outputs": self.done, "video_frames": self.frames,
+            "photo_batch": self.batch, "compile_seconds": round(self.compile_seconds, 3), "outputs": self.done, "video_frames": self.frames,
             "video_fps": round(self.frames / self.video_seconds, 3) if self.video_seconds else None,
             "skipped_unsupported": _by_reason(self.skipped_unsupported),
             "failed_before": [{"path": p, "error": e} for p, e in self.failed_before],
@@ -319,6 +321,7 @@ class _Run:
         self.unsupported = list(unsupported)
         self.on_progress, self.on_frame = on_progress, on_frame
         self.rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
+        self.batch = self.rep.batch = colorizer.batch_for(cfg.size ** 2)  # photos merge in strips: the network dominates
         self.pending: list[tuple[Job, LoadedImage]] = []
         self.finished = 0
         self.started: dict[Path, float] = {}
@@ -337,6 +340,7 @@ class _Run:
             self._step(job)
         self._flush()
         self.rep.seconds = time.perf_counter() - t0
+        self.rep.compile_seconds = self.colorizer.compile_seconds
         return self.rep
 
     def _step(self, job: Job) -> None:
@@ -362,7 +366,7 @@ class _Run:
             return self._tick()
         self.started[job.src] = time.perf_counter()
         self.pending.append((job, im))
-        if len(self.pending) >= self.cfg.batch_size or sum(i.luma.size for _, i in self.pending) > BATCH_PIXELS:
+        if len(self.pending) >= self.batch or sum(i.luma.size for _, i in self.pending) > BATCH_PIXELS:
             self._flush()
 
     def _tick(self, n: int = 1) -> None:

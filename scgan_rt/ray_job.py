@@ -22,7 +22,7 @@ from .journal import Journal
 from .pipeline import Job, Report, colorize_files, finished_before, settings_key
 from .reading import VideoInfo, is_video, probe_video
 from .segments import cached_plan, colorize_film, is_segmented, long_enough, work_dir
-from .settings import InferConfig
+from .settings import CPU_BATCH, InferConfig
 from .weights import sha256_file
 
 
@@ -107,7 +107,7 @@ def colorize_on_ray(jobs: Sequence[Job], cfg: InferConfig, weights: str | os.Pat
     if rows:
         by_src = {str(j.src): j for j in todo}
         ds = ray.data.from_items(rows).map_batches(
-            _Worker, batch_size=cfg.batch_size, batch_format="numpy",
+            _Worker, batch_size=CPU_BATCH if cfg.batch_size == "auto" else int(cfg.batch_size), batch_format="numpy",
             fn_constructor_kwargs={"settings": dataclasses.asdict(cfg), "weights": str(weights), "key": key},
             compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=gpus_per_worker or None,
             max_restarts=-1, max_task_retries=-1)

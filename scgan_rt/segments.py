@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .atomic import atomic_path
 from .colorizer import Colorizer
 from .encoding import add_side_streams, verify_output
@@ -89,7 +91,8 @@ def _boundary(src: Path, info: VideoInfo, t: float, search: float, size: int) ->
             ts = fr.pts * tb
             if ts > hi:
                 break
-            gray = (prepare_frame(fr, int(fr.pts), geo, 64).small + 1) / 2
+            y = torch.from_numpy(prepare_frame(fr, int(fr.pts), geo).y)[None]
+            gray = (geo.network_input(y, 64) + 1) / 2
             if ts >= lo and prev is not None and is_scene_cut(prev, gray):
                 cuts.append(int(fr.pts))
             if at_t is None and ts >= t:

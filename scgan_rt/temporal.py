@@ -38,33 +38,45 @@ def _blocks(gray: torch.Tensor, k: int) -> torch.Tensor:
     return F.avg_pool2d(gray, k, ceil_mode=True)
 
 
+def scene_cut(prev: torch.Tensor, cur: torch.Tensor) -> torch.Tensor:
+    """Hard cut between two ``1 x 1 x H x W`` gray frames in [0, 1], as a boolean tensor on
+    their device (reading it is left to the caller: no GPU sync here)."""
+    h = (_hist(prev) - _hist(cur)).abs().sum()
+    b = (_blocks(prev, 16) - _blocks(cur, 16)).abs().mean()
+    return (h > CUT_HIST_L1) | (b > CUT_BLOCK_MAD)
+
+
 def is_scene_cut(prev: torch.Tensor, cur: torch.Tensor) -> bool:
-    """Hard cut between two ``1 x 1 x H x W`` gray frames in [0, 1]."""
-    h = float((_hist(prev) - _hist(cur)).abs().sum())
-    b = float((_blocks(prev, 16) - _blocks(cur, 16)).abs().mean())
-    return h > CUT_HIST_L1 or b > CUT_BLOCK_MAD
+    return bool(scene_cut(prev, cur))
 
 
 @dataclass
 class StabilizerStats:
     frames: int = 0
     cuts: int = 0
-    cut_at: int = 0  # 1-based index of the frame that started the latest shot
 
 
 class ChromaStabilizer:
     """Per-pixel, motion-gated EMA of chroma that resets at scene cuts.
 
     ``strength`` in [0, 1): 0 disables it; at 0.7 a static pixel's chroma is 70 % the
-    running average and 30 % the new prediction."""
+    running average and 30 % the new prediction. Runs on the frames' device without
+    reading anything back: cuts are kept as tensors until ``stats`` is asked for."""
 
     def __init__(self, strength: float) -> None:
         if not 0 <= strength < 1:
             raise ValueError("temporal strength must be in [0, 1)")
         self.strength = strength
-        self.stats = StabilizerStats()
+        self.frames = 0
+        self._cuts: torch.Tensor | int = 0
+        # True, or a boolean tensor, when the latest frame started a new shot.
+        self.restarted: torch.Tensor | bool = True
         self._gray: torch.Tensor | None = None
         self._chroma: torch.Tensor | None = None
+
+    @property
+    def stats(self) -> StabilizerStats:
+        return StabilizerStats(self.frames, int(self._cuts))
 
     def reset(self) -> None:
         self._gray = self._chroma = None
@@ -72,24 +84,22 @@ class ChromaStabilizer:
     def __call__(self, gray: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
         """Stabilise one frame: ``gray`` ``1 x 1 x S x S`` (network input scale [0, 1]),
         ``chroma`` ``1 x 2 x S x S``. Frames must arrive in display order."""
-        self.stats.frames += 1
+        self.frames += 1
         prev_gray, prev_chroma = self._gray, self._chroma
         self._gray = gray
         if prev_gray is None or prev_chroma is None or prev_gray.shape != gray.shape:
-            self._chroma = chroma
+            self._chroma, self.restarted = chroma, True
             return chroma
-        if is_scene_cut(prev_gray, gray):
-            self.stats.cuts += 1
-            self.stats.cut_at = self.stats.frames
-            self._chroma = chroma
-            return chroma
+        cut = scene_cut(prev_gray, gray)
+        self._cuts = self._cuts + cut.long()
+        self.restarted = cut
         if self.strength == 0:
             self._chroma = chroma
             return chroma
         motion = (_blocks(gray, 8) - _blocks(prev_gray, 8)).abs()
         motion = F.interpolate(motion, size=gray.shape[-2:], mode="bilinear", align_corners=False)
         alpha = self.strength * torch.exp(-(motion / MOTION_TAU) ** 2)
-        out = alpha * prev_chroma + (1 - alpha) * chroma
+        out = torch.where(cut, chroma, alpha * prev_chroma + (1 - alpha) * chroma)
         self._chroma = out
         return out
 

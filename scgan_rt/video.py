@@ -38,12 +38,13 @@ import torch.nn.functional as F
 from .atomic import atomic_path
 from .color import gamut_scale, luma_of, to_network
 from .colorizer import Colorizer
+from .device import DeviceFlow, Pending
 from .encoding import WEBM_ENCODERS, choose_encoder, fill_plane, output_bits, setup_output, verify_output
 from .errors import InputError, ResourceError, ScganError, UsageError, raise_if_signalled
 from .images import LoadedImage, save_image
 from .reading import (MAX_BAD_PACKET_SHARE, MAX_CONSECUTIVE_BAD_PACKETS, VideoInfo, open_input, plane,
                       probe_video, working_format)
-from .settings import InferConfig
+from .settings import CPU_BATCH, InferConfig
 from .temporal import ChromaStabilizer
 
 # Code values within which a smoothed chroma sample keeps last frame's code (see quantise).
@@ -131,10 +132,15 @@ class _Stopped(Exception):
 class Frame:
     pts: int
     y: np.ndarray  # original luma plane (uint8/uint16), padded to even size
-    small: torch.Tensor  # 1 x 1 x S x S network input in [-1, 1]
-    u: np.ndarray | None = None
-    v: np.ndarray | None = None
+    chroma: Pending | None = None  # 2 x h/2 x w/2 Cb/Cr codes of a batch, downloading
+    index: int = 0  # this frame's place in ``chroma``
     encode: bool = True  # False: a warm-up frame before a segment (stabiliser only)
+
+    def uv(self) -> tuple[np.ndarray, np.ndarray]:
+        """The frame's Cb and Cr planes (waits for their download)."""
+        assert self.chroma is not None, "frame has not been through the chroma stage"
+        c = self.chroma.wait()[self.index].numpy()
+        return c[0], c[1]
 
 
 @dataclass(frozen=True)
@@ -163,9 +169,13 @@ class Geometry:
         self.c_span = (2 ** out_bits - 1.0) if self.full else 224.0 * so
         self.dtype = np.uint16 if out_bits > 8 else np.uint8
 
-    def luma(self, y_plane: np.ndarray) -> torch.Tensor:
-        y = torch.from_numpy(y_plane.astype(np.float32))
-        return ((y - self.y_lo) / self.y_span).clamp(0, 1)[None, None]
+    def luma(self, y: torch.Tensor) -> torch.Tensor:
+        """Luma code values (``... x H x W``, any integer dtype) -> float luma in [0, 1]."""
+        return ((y.float() - self.y_lo) / self.y_span).clamp(0, 1)
+
+    def network_input(self, y: torch.Tensor, size: int) -> torch.Tensor:
+        """Padded luma planes ``N x H2 x W2`` -> network input ``N x 1 x S x S`` in [-1, 1]."""
+        return to_network(self.luma(y[:, None, :self.h, :self.w]), size)
 
     def out_luma(self, y_plane: np.ndarray) -> np.ndarray:
         if self.in_bits == self.bits:
@@ -175,65 +185,106 @@ class Geometry:
             return ((y_plane.astype(np.uint32) + (1 << (shift - 1))) >> shift).astype(self.dtype)
         return (y_plane.astype(np.uint32) << -shift).astype(self.dtype)
 
-    def quantise(self, c: torch.Tensor, prev: torch.Tensor | None = None, dead_band: float = 0.0) -> torch.Tensor:
+    def quantise(self, c: torch.Tensor, prev: torch.Tensor | None = None, dead_band: float = 0.0,
+                 restart: torch.Tensor | bool = False) -> torch.Tensor:
         """Chroma in [-0.5, 0.5] -> code values. With ``prev`` (last frame's codes) a value
         within ``dead_band`` of its previous code keeps it: slowly drifting smoothed chroma
-        would otherwise toggle the last bit, which the encoder turns into visible flicker."""
+        would otherwise toggle the last bit, which the encoder turns into visible flicker.
+        ``restart`` (a scene cut, possibly still a tensor on the device) ignores ``prev``."""
         x = c * self.c_span + self.c_mid
         q = x.round()
         if prev is not None and dead_band > 0:
-            q = torch.where((x - prev).abs() <= dead_band, prev, q)
+            q = torch.where(((x - prev).abs() <= dead_band) & ~torch.as_tensor(restart, device=q.device), prev, q)
         return q.clamp_(0, 2 ** self.bits - 1)
 
+    @property
+    def code_dtype(self) -> torch.dtype:
+        return torch.uint16 if self.bits > 8 else torch.uint8
 
-def prepare_frame(frame: Any, pts: int, geo: Geometry, size: int) -> Frame:
+
+def prepare_frame(frame: Any, pts: int, geo: Geometry) -> Frame:
+    """A decoded frame's luma plane, copied (the decoder reuses its buffers) and padded to
+    even size."""
     f, _ = working_format(frame)
     y = plane(f, 0)
     if (geo.w2, geo.h2) != y.shape[::-1]:
         y = np.pad(y, ((0, geo.h2 - y.shape[0]), (0, geo.w2 - y.shape[1])), mode="edge")
     else:
-        y = y.copy()  # the decoder may reuse its buffers
-    small = to_network(geo.luma(y)[..., :geo.h, :geo.w], size)
-    return Frame(pts, y, small)
+        y = y.copy()
+    return Frame(pts, y)
 
 
 class ChromaStage:
-    """The inference step of the pipeline, reusable by the benchmark: batches of
-    ``Frame`` in display order -> the same frames with their U and V planes filled in."""
+    """The inference step of the pipeline, reusable by the benchmark: batches of ``Frame``
+    in display order -> the same frames with their Cb/Cr planes on the way down.
+
+    Only luma code values go up and chroma code values come down; the rest runs on the
+    colorizer's device (see ``device.DeviceFlow``), with no read-back inside the loop."""
 
     def __init__(self, colorizer: Colorizer | None, geo: Geometry, temporal_strength: float) -> None:
         self.colorizer = colorizer
         self.geo = geo
         self.stab = ChromaStabilizer(temporal_strength)
         self.device = getattr(colorizer, "device", "cpu")
-        self._neutral: np.ndarray | None = None
+        self.flow = DeviceFlow(self.device)
+        self._neutral: Pending | None = None
         self._prev_q: torch.Tensor | None = None
+        self._checks: list[tuple[Pending, torch.Tensor]] = []
 
     def __call__(self, batch: list[Frame]) -> list[Frame]:
         if self.colorizer is None:  # codec-only mode for the benchmark: neutral chroma
             if self._neutral is None:
-                self._neutral = np.full((self.geo.h2 // 2, self.geo.w2 // 2), self.geo.c_mid, self.geo.dtype)
+                size = (1, 2, self.geo.h2 // 2, self.geo.w2 // 2)
+                self._neutral = Pending(torch.full(size, self.geo.c_mid, dtype=self.geo.code_dtype))
             for fr in batch:
-                fr.u = fr.v = self._neutral
+                fr.chroma, fr.index = self._neutral, 0
             return batch
-        small = torch.cat([fr.small for fr in batch])
-        rgb, _ = self.colorizer.predict(small)
-        cbcr = self.colorizer.chroma(rgb, self.geo.matrix).float()
-        cbcr = torch.cat([self.stab((fr.small.to(self.device) + 1) / 2, cbcr[i:i + 1]) for i, fr in enumerate(batch)])
-        size = (self.geo.h2 // 2, self.geo.w2 // 2)
-        # Full-resolution work frame by frame: at 4K a batch of float temporaries is ~1 GB.
+        y = self.flow.upload([fr.y for fr in batch])
+        with self.flow.compute():
+            codes, finite = self._chroma_codes(y)
+        pending = self.flow.download(codes)
+        self._checks.append((pending, finite))
+        self._check_done()
         for i, fr in enumerate(batch):
-            c = F.interpolate(cbcr[i:i + 1], size=size, mode="bilinear", align_corners=False)
-            # luma at chroma resolution for the gamut limit (computed here, not queued: less memory)
-            y_half = F.avg_pool2d(self.geo.luma(fr.y).to(self.device), 2)
-            c = gamut_scale(y_half, c, self.geo.matrix)[0]
-            if self.stab.stats.cut_at == self.stab.stats.frames - len(batch) + i + 1:
-                self._prev_q = None  # first frame after a cut starts afresh
-            q = self.geo.quantise(c, self._prev_q, DEAD_BAND if self.stab.strength > 0 else 0.0)
-            self._prev_q = q
-            qn = q.cpu().numpy().astype(self.geo.dtype)
-            fr.u, fr.v = qn[0], qn[1]
+            fr.chroma, fr.index = pending, i
         return batch
+
+    def _chroma_codes(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``N x H2 x W2`` luma codes on the device -> ``N x 2 x H2/2 x W2/2`` chroma codes and
+        whether the network's output was finite."""
+        col, geo = self.colorizer, self.geo
+        assert col is not None
+        small = geo.network_input(y, col.size)
+        rgb, _ = col.run(small)
+        finite = torch.isfinite(rgb).all()
+        cbcr = col.chroma(rgb, geo.matrix).float()
+        size = (geo.h2 // 2, geo.w2 // 2)
+        codes = torch.empty((len(y), 2, *size), dtype=geo.code_dtype, device=y.device)
+        dead_band = DEAD_BAND if self.stab.strength > 0 else 0.0
+        # Full-resolution work frame by frame: at 4K a batch of float temporaries is ~1 GB.
+        for i in range(len(y)):
+            c = self.stab((small[i:i + 1] + 1) / 2, cbcr[i:i + 1])
+            c = F.interpolate(c, size=size, mode="bilinear", align_corners=False)
+            y_half = F.avg_pool2d(geo.luma(y[i:i + 1, None]), 2)  # luma at chroma resolution, for the gamut
+            c = gamut_scale(y_half, c, geo.matrix)[0]
+            q = geo.quantise(c, self._prev_q, dead_band, self.stab.restarted)
+            self._prev_q = q
+            codes[i] = q
+        return codes, finite
+
+    def _check_done(self, wait: bool = False) -> None:
+        """Raise for a batch whose prediction was not finite, once its download has landed
+        (the flag is read then, not when the batch is issued: no sync in the loop)."""
+        assert self.colorizer is not None
+        while self._checks and (wait or len(self._checks) > 2):
+            pending, finite = self._checks.pop(0)
+            pending.wait()
+            self.colorizer.check_finite(finite)
+
+    def finish(self) -> None:
+        """Wait for every batch issued and check it (end of a film, or of a benchmark)."""
+        if self.colorizer is not None:
+            self._check_done(wait=True)
 
 
 def _is_disk_full(e: BaseException) -> bool:
@@ -260,7 +311,6 @@ class _VideoJob:
     def __init__(self, src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferConfig, info: VideoInfo,
                  on_frame: Callable[[int, int], None] | None, span: Span | None = None) -> None:
         self.src, self.dst, self.info, self.on_frame, self.span = src, dst, info, on_frame, span
-        self.size = colorizer.size if colorizer is not None else cfg.size
         self.rep = VideoReport(output=str(dst))
         codec, note = choose_encoder(info.codec, cfg.codec)
         if note:
@@ -278,8 +328,10 @@ class _VideoJob:
                                      f"(edge replicated)")
         self.stage = ChromaStage(colorizer, self.geo, cfg.temporal_strength)
         self.pipe = _Pipe()
+        self.batch = colorizer.batch_for(self.geo.w2 * self.geo.h2) if colorizer is not None else CPU_BATCH
         self.frames_q: queue.Queue = queue.Queue(maxsize=cfg.queue_frames)
-        self.coloured_q: queue.Queue = queue.Queue(maxsize=cfg.queue_frames)
+        # Room for a whole batch, so the next one is issued while this one is encoded.
+        self.coloured_q: queue.Queue = queue.Queue(maxsize=max(cfg.queue_frames, self.batch))
         # Audio/subtitle items, bounded by the frame queues' backpressure.
         self.side_q: queue.Queue = queue.Queue()
 
@@ -377,7 +429,7 @@ class _VideoJob:
                     continue  # between the keyframe sought to and the warm-up
                 if span is not None and span.end is not None and pts >= span.end:
                     break
-                frame = prepare_frame(fr, pts, self.geo, self.size)
+                frame = prepare_frame(fr, pts, self.geo)
                 frame.encode = span is None or pts >= span.start
                 self.pipe.put(self.frames_q, frame)
                 self.rep.frames_in += frame.encode
@@ -412,11 +464,12 @@ class _VideoJob:
             item = self.pipe.get(self.frames_q)
             if item is not _END:
                 batch.append(item)
-            if batch and (item is _END or len(batch) >= self.cfg.batch_size):
+            if batch and (item is _END or len(batch) >= self.batch):
                 for fr in self.stage(batch):
                     self.pipe.put(self.coloured_q, fr)
                 batch = []
             if item is _END:
+                self.stage.finish()
                 self.pipe.put(self.coloured_q, _END)
                 return
 
@@ -442,7 +495,8 @@ class _VideoJob:
                 break
             if not item.encode:
                 continue
-            y, u, v = geo.out_luma(item.y), item.u, item.v
+            u, v = item.uv()
+            y = geo.out_luma(item.y)
             if self.cfg.compare:
                 neutral = np.full_like(u, int(geo.c_mid))
                 y, u, v = np.hstack([y, y]), np.hstack([neutral, u]), np.hstack([neutral, v])

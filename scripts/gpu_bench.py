@@ -1,7 +1,13 @@
-"""GPU numbers for the README: the product path (``Colorizer``) against the bare FP16
-forward of the same folded network, per preset and batch size. Prints one JSON.
+"""GPU numbers for the README: the product paths against the bare FP16 forward of the same
+folded network, per preset and batch size. Prints one JSON line per row, then one JSON.
 
-    python scripts/gpu_bench.py [--batches 1,16,64,128] [--seconds 5]
+* ``bare_fps``: ``model(x)`` on FP16 tensors already on the GPU;
+* ``backend_fps``: ``Colorizer.run`` (the backend's ``infer_tensor``: gray in, RGB out, on the device);
+* ``video_fps``: the video pipeline's model side (``ChromaStage``): uint8 luma planes up,
+  resize, network, chroma, stabiliser, gamut, quantise, uint8 Cb/Cr planes down;
+* ``photo_fps``: ``Colorizer.colorize_batch`` to uint8 RGB on the host.
+
+    python scripts/gpu_bench.py [--batches 1,16,64,128] [--seconds 4] [--size 256] [--frame 256x256] [--compile]
 """
 from __future__ import annotations
 
@@ -9,57 +15,93 @@ import argparse
 import json
 import tempfile
 import time
+import types
 
+import numpy as np
 import torch
 
 from scgan_rt.backends.torch import TorchBackend
 from scgan_rt.benchmark import preset_weights
 from scgan_rt.colorizer import Colorizer
 from scgan_rt.images import LoadedImage
+from scgan_rt.settings import InferConfig
+from scgan_rt.video import ChromaStage, Frame, Geometry
 
 
 def _timed(fn, frames: int, seconds: float) -> float:
-    fn()  # warm-up (cudnn autotune, allocations)
+    fn()  # warm-up (cudnn autotune, allocations, compile)
     torch.cuda.synchronize()
     n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
+    while time.perf_counter() - t0 < seconds or n < 3:
         fn()
         n += 1
     torch.cuda.synchronize()
     return frames * n / (time.perf_counter() - t0)
 
 
+def _video_stage(col: Colorizer, w: int, h: int, b: int):
+    info = types.SimpleNamespace(width=w, height=h, bits=8, full_range=False, matrix="bt709")
+    stage = ChromaStage(col, Geometry(info, 8), 0.7)
+    rng = np.random.default_rng(0)
+    planes = [rng.integers(16, 236, (h, w), dtype=np.uint8) for _ in range(b)]
+
+    def step() -> None:
+        frames = stage([Frame(k, p) for k, p in enumerate(planes)])
+        frames[-1].uv()  # the download of this batch has landed
+
+    return step
+
+
+def row(name: str, be: TorchBackend, b: int, size: int, frame: tuple[int, int], seconds: float,
+        compiled: bool) -> dict:
+    col = Colorizer(be, config=InferConfig(size=size, compile=compiled))
+    x = (torch.rand(b, 1, size, size, device="cuda", dtype=torch.half) * 2 - 1).contiguous(
+        memory_format=torch.channels_last)
+    xf = x.float()
+    out = {"preset": name, "batch": b, "compile": compiled, "frame": f"{frame[0]}x{frame[1]}"}
+    runs = {"bare_fps": lambda: be._run(x), "backend_fps": lambda: col.run(xf),
+            "video_fps": _video_stage(col, frame[0], frame[1], b)}
+    if not compiled:
+        imgs = [LoadedImage(None, np.random.default_rng(k).random((size, size), dtype=np.float32), None, 8, "L", "",
+                            False) for k in range(b)]  # type: ignore[arg-type]
+        runs["photo_fps"] = lambda: col.colorize_batch(imgs, quantise=True)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for key, fn in runs.items():
+            try:
+                out[key] = round(_timed(fn, b, seconds), 1)
+            except Exception as e:  # record, do not stop the script
+                out[key] = None
+                out[f"{key}_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    if out.get("bare_fps"):
+        for key in ("backend_fps", "video_fps", "photo_fps"):
+            if out.get(key):
+                out[key.replace("_fps", "_ratio")] = round(out[key] / out["bare_fps"], 3)
+    out["compile_seconds"] = round(col.compile_seconds, 1)
+    out["wall_s"] = round(time.perf_counter() - t0, 1)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batches", default="1,16,64,128")
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--presets", default="scgan-lite,scgan")
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--frame", default="256x256", help="video frame WxH for video_fps")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the network (one extra row set)")
     a = ap.parse_args()
-    out = {"gpu": torch.cuda.get_device_name(0), "rows": []}
+    frame = tuple(int(v) for v in a.frame.split("x"))
+    result = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": []}
     with tempfile.TemporaryDirectory() as td:
-        for name in ("scgan-lite", "scgan"):
-            be = TorchBackend(preset_weights(name, td), device="cuda")
-            col = Colorizer(be)
-            for b in (int(x) for x in a.batches.split(",")):
-                x = torch.rand(b, 1, 256, 256, device="cuda", dtype=torch.half) * 2 - 1
-                x = x.contiguous(memory_format=torch.channels_last)
-
-                def bare() -> None:
-                    with torch.inference_mode():
-                        be.model(x)
-
-                imgs = [LoadedImage(None, torch.rand(256, 256).numpy(), None, 8, "L", "", False)  # type: ignore
-                        for _ in range(b)]
-                row = {"preset": name, "batch": b, "bare_fps": None, "product_fps": None}
-                try:
-                    row["bare_fps"] = round(_timed(bare, b, a.seconds), 1)
-                    row["product_fps"] = round(_timed(lambda: col.colorize_batch(imgs, quantise=True), b,
-                                                      a.seconds), 1)
-                    row["ratio"] = round(row["product_fps"] / row["bare_fps"], 3)
-                except Exception as e:  # record, do not stop the script
-                    row["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
-                out["rows"].append(row)
-                print(json.dumps(row), flush=True)
-    print(json.dumps(out))
+        for name in a.presets.split(","):
+            for compiled in ([False, True] if a.compile else [False]):
+                be = TorchBackend(preset_weights(name, td), device="cuda", compile=compiled)
+                for b in (int(v) for v in a.batches.split(",")):
+                    r = row(name, be, b, a.size, frame, a.seconds, compiled)  # type: ignore[arg-type]
+                    result["rows"].append(r)
+                    print(json.dumps(r), flush=True)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Training throughput (images/s) of stage 1 and stage 2 at 256x256 for a preset.
 
-    python scripts/train_throughput.py --preset scgan-lite --batch 4 --steps 3 [--device cpu]
+    python scripts/train_throughput.py --preset scgan-lite --batch 4 --steps 3 [--device cpu] [--amp]
 
 Random tensors stand in for data (the loader runs in worker processes and is not the
 bottleneck); stage 2 includes both critics with gradient penalty and the VGG-16
@@ -21,8 +21,8 @@ from scgan_rt.train.distributed import DistInfo
 from scgan_rt.train.stages import ColorizationStage
 
 
-def measure(preset_name: str, stage: str, batch: int, steps: int, device: str, vgg: str) -> float:
-    tcfg = TrainConfig(stage=stage, batch_size=batch, use_perceptual=stage == "2")
+def measure(preset_name: str, stage: str, batch: int, steps: int, device: str, vgg: str, amp: bool = False) -> float:
+    tcfg = TrainConfig(stage=stage, batch_size=batch, use_perceptual=stage == "2", amp=amp)
     st = ColorizationStage(tcfg, preset(preset_name), torch.device(device), DistInfo(),
                            perceptual_weights=vgg if stage == "2" else None)
     g = torch.Generator().manual_seed(0)
@@ -42,15 +42,16 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
     a = ap.parse_args()
     import torchvision
 
     with tempfile.TemporaryDirectory() as td:
         vgg = str(Path(td) / "vgg16.pth")
         torch.save(torchvision.models.vgg16(weights=None).state_dict(), vgg)
-        res = {f"stage{s}_images_per_s": round(measure(a.preset, s, a.batch, a.steps, a.device, vgg), 3)
+        res = {f"stage{s}_images_per_s": round(measure(a.preset, s, a.batch, a.steps, a.device, vgg, a.amp), 3)
                for s in ("1", "2")}
-    print(json.dumps({"preset": a.preset, "batch": a.batch, "device": a.device, **res}))
+    print(json.dumps({"preset": a.preset, "batch": a.batch, "device": a.device, "amp": a.amp, **res}))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ is what tests/gpu/ and scripts/trt_parity.py check on a real GPU.
 """
 from __future__ import annotations
 
+import ctypes
 import enum
 import json
 import sys
@@ -219,10 +220,9 @@ def make_fake_trt(version: str, rec: _Rec, fail_parse: bool = False):
         def execute_async_v3(self, stream_handle):
             rec("context.execute_async_v3", stream_handle)
             n, _, h, w = self.shape
-            mem = FAKE_DEVICE_MEMORY
-            x = np.frombuffer(mem[self.addr["gray"]], np.float32)[: n * h * w].reshape(n, 1, h, w)
+            x = np.frombuffer(_memory(self.addr["gray"], n * h * w * 4), np.float32)[: n * h * w].reshape(n, 1, h, w)
             rgb = np.concatenate([np.tanh(x), 0.5 * x, -x], 1).astype(np.float32)
-            mem[self.addr["rgb"]][: rgb.nbytes] = rgb.tobytes()
+            _memory(self.addr["rgb"], rgb.nbytes)[: rgb.nbytes] = rgb.tobytes()
             return True
 
     engine_profile = [1, 4, 8]
@@ -264,6 +264,14 @@ def make_fake_trt(version: str, rec: _Rec, fail_parse: bool = False):
 
 
 FAKE_DEVICE_MEMORY: dict[int, bytearray] = {}
+
+
+def _memory(addr: int, nbytes: int):
+    """A fake pycuda allocation, or else the memory behind a tensor's ``data_ptr()`` (CPU
+    tensors stand in for torch CUDA tensors in the torch-binding contract test)."""
+    if addr in FAKE_DEVICE_MEMORY:
+        return FAKE_DEVICE_MEMORY[addr]
+    return (ctypes.c_char * nbytes).from_address(addr)
 
 
 def make_fake_pycuda(rec: _Rec):
@@ -441,6 +449,40 @@ def test_runtime_contract_pycuda_path(tmp_path, monkeypatch, tiny_onnx, version)
     np.testing.assert_allclose(rgb1, want[:1], rtol=1e-6)
     with pytest.raises(UsageError, match="fixed at 256x256"):
         be.infer(np.zeros((1, 1, 512, 512), np.float32))
+
+
+@pytest.mark.parametrize("version", ["10.9.0.34", "11.3.0"])
+def test_runtime_contract_torch_tensor_path(tmp_path, monkeypatch, tiny_onnx, version):
+    """With torch CUDA, the engine's bindings are the torch tensors' own ``data_ptr()`` on the
+    current torch stream: no staging buffers, nothing copied to the host."""
+    import torch
+
+    from scgan_rt.export.tensorrt import build_engine
+
+    rec = _Rec()
+    trt = make_fake_trt(version, rec)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(tb, "torch_cuda", lambda: False)
+    monkeypatch.setattr(engine, "torch_cuda", lambda: False)
+    pkg, drv = make_fake_pycuda(rec)
+    monkeypatch.setitem(sys.modules, "pycuda", pkg)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+    path = build_engine(tiny_onnx, out_dir=tmp_path, fp16=True, batch="2:4:8", quiet=True)
+    monkeypatch.setattr(tb, "torch_cuda", lambda: True)  # from here on: torch holds the device memory
+    rec.calls.clear()
+    be = tb.TensorRTBackend(path)
+    assert "pagelocked_empty" not in rec.names() and "Device.retain_primary_context" not in rec.names()
+    x = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, (11, 1, 256, 256)).astype(np.float32))
+    rec.calls.clear()
+    rgb, sal = be.infer_tensor(x)
+    assert isinstance(rgb, torch.Tensor) and sal is None and rgb.shape == (11, 3, 256, 256)
+    xn = x.numpy()
+    torch.testing.assert_close(rgb, torch.from_numpy(np.concatenate([np.tanh(xn), 0.5 * xn, -xn], 1)))
+    assert [c[2] for c in rec.calls if c[0] == "context.set_input_shape"] == [(8, 1, 256, 256), (3, 1, 256, 256)]
+    assert "memcpy_htod_async" not in rec.names() and "memcpy_dtoh_async" not in rec.names()
+    assert [c for c in rec.calls if c[0] == "context.execute_async_v3"] == [("context.execute_async_v3", 0)] * 2
+    one, _ = be.infer_tensor(x[:1])  # padded to the profile minimum, cut back
+    assert ("context.set_input_shape", "gray", (2, 1, 256, 256)) in rec.calls and one.shape == (1, 3, 256, 256)
 
 
 def test_runtime_refuses_engine_from_another_gpu_or_trt(tmp_path, monkeypatch, tiny_onnx):

@@ -38,6 +38,10 @@ class Backend(Protocol):
 
     def infer(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
 
+    # Optional: ``infer_tensor(x: torch.Tensor) -> (rgb, saliency | None)`` with tensors on
+    # ``device``. Backends that have it keep frames on the device end to end; the colorizer
+    # falls back to ``infer`` (numpy on the host) for those that do not.
+
 
 @dataclass(frozen=True)
 class BackendOptions:
@@ -45,6 +49,7 @@ class BackendOptions:
 
     with_saliency: bool = False
     fp16: bool | None = None  # None: FP16 on CUDA, FP32 on CPU
+    compile: bool = False  # torch.compile the network (backends that can)
 
 
 @dataclass(frozen=True)

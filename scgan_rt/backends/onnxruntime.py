@@ -122,6 +122,27 @@ class OnnxRuntimeBackend:
         outs = io.copy_outputs_to_cpu()
         return outs[0], (outs[1] if self.with_saliency else None)
 
+    def infer_tensor(self, x: Any) -> tuple[Any, Any | None]:
+        """Torch tensors in and out. On the CPU the tensor's memory is used in place; with
+        the CUDA EP, input and outputs are bound to torch CUDA tensors' memory."""
+        import torch
+
+        if self.device == "cpu" or not x.is_cuda:
+            rgb, sal = self.infer(x.detach().float().cpu().numpy())
+            return torch.from_numpy(rgb), (torch.from_numpy(sal) if sal is not None else None)
+        x = x.float().contiguous()
+        n, _, h, w = x.shape
+        io = self._session(int(w)).io_binding()
+        io.bind_input("gray", "cuda", self._device_id, np.float32, tuple(x.shape), x.data_ptr())
+        outs = [torch.empty((n, c, h, w), dtype=torch.float32, device=x.device)
+                for c in ([3] + ([1] if self.with_saliency else []))]
+        for name, t in zip(("rgb", "saliency"), outs):
+            io.bind_output(name, "cuda", self._device_id, np.float32, tuple(t.shape), t.data_ptr())
+        # ORT runs on its own CUDA stream: the input must be complete before it starts.
+        torch.cuda.current_stream(x.device).synchronize()
+        self._session(int(w)).run_with_iobinding(io)
+        return outs[0], (outs[1] if self.with_saliency else None)
+
 
 def _available(kind: str) -> tuple[bool, str]:
     provs = ort_providers()

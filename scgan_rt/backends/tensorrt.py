@@ -1,8 +1,10 @@
 """The TensorRT backend: weights -> cached ONNX -> cached engine, or a self-built engine file.
 
-``tensorrt`` and ``pycuda`` are imported lazily. Device buffers are torch CUDA tensors
-when torch has CUDA (one CUDA context, shared with torch), else pycuda allocations in the
-device's primary context; host buffers are pinned either way. Engine files, their header
+``tensorrt`` and ``pycuda`` are imported lazily. When torch has CUDA the engine reads and
+writes torch CUDA tensors directly (their ``data_ptr()`` are the bindings, the current
+torch stream is the execution stream: frames never leave the device). Without torch
+CUDA, pycuda allocations in the device's primary context and pinned host buffers carry
+numpy batches. Engine files, their header
 and the cache key live in ``scgan_rt.export.engine``; building in ``scgan_rt.export.tensorrt``.
 """
 from __future__ import annotations
@@ -22,39 +24,6 @@ from . import BackendOptions, BackendSpec, device_index, register
 
 
 # --------------------------------------------------------------------------- runner
-
-
-class _TorchBuffers:
-    """Device buffers as torch CUDA tensors, pinned host tensors, a torch CUDA stream."""
-
-    def __init__(self, device_id: int) -> None:
-        import torch
-
-        self.torch = torch
-        self.device = torch.device("cuda", device_id)
-        self.stream = torch.cuda.Stream(self.device)
-        self.handle = self.stream.cuda_stream
-
-    def alloc(self, shape: tuple[int, ...], dtype: np.dtype) -> tuple[Any, Any, int]:
-        t = self.torch
-        tdt = {np.dtype(np.float32): t.float32, np.dtype(np.float16): t.float16}[np.dtype(dtype)]
-        dev = t.empty(shape, dtype=tdt, device=self.device)
-        host = t.empty(shape, dtype=tdt, pin_memory=True)
-        return dev, host, int(dev.data_ptr())
-
-    def host_view(self, host: Any) -> np.ndarray:
-        return host.numpy()
-
-    def h2d(self, dev: Any, host: Any, n: int) -> None:
-        with self.torch.cuda.stream(self.stream):
-            dev[:n].copy_(host[:n], non_blocking=True)
-
-    def d2h(self, host: Any, dev: Any, n: int) -> None:
-        with self.torch.cuda.stream(self.stream):
-            host[:n].copy_(dev[:n], non_blocking=True)
-
-    def sync(self) -> None:
-        self.stream.synchronize()
 
 
 class _PycudaBuffers:
@@ -104,11 +73,14 @@ def _nptype(trt: Any, dt: Any) -> np.dtype:
 
 
 class EngineRunner:
-    """One deserialised engine with buffers for the profile's max batch.
+    """One deserialised engine.
 
     Batches are padded up to the profile minimum and split at its maximum; each chunk
     sets the input shape, binds every I/O tensor address and runs ``execute_async_v3``.
-    """
+    ``buffers`` (pycuda) are allocated only where torch has no CUDA: with torch, I/O are
+    torch tensors on the device (``infer_tensor``)."""
+
+    CHANNELS = {"gray": 1, "rgb": 3, "saliency": 1}
 
     def __init__(self, header: dict[str, Any], engine_bytes: bytes, trt: Any, device_id: int = 0,
                  buffers: Any | None = None) -> None:
@@ -128,31 +100,59 @@ class EngineRunner:
         self.outputs = [n for n in names if n not in self.inputs]
         if self.inputs != ["gray"] or "rgb" not in self.outputs:
             raise ModelError(f"engine I/O {names} is not an scgan-rt generator (want gray -> rgb[, saliency])")
-        self.buf = buffers or (_TorchBuffers(device_id) if torch_cuda() else _PycudaBuffers(device_id))
+        self.dtypes = {n: _nptype(trt, self.engine.get_tensor_dtype(n)) for n in names}
+        self.buf = buffers or (None if torch_cuda() else _PycudaBuffers(device_id))
         self.dev: dict[str, Any] = {}
         self.host: dict[str, Any] = {}
         self.addr: dict[str, int] = {}
-        chans = {"gray": 1, "rgb": 3, "saliency": 1}
-        for n in names:
-            dt = _nptype(trt, self.engine.get_tensor_dtype(n))
-            shape = (self.pmax, chans.get(n, 1), self.size, self.size)
-            self.dev[n], self.host[n], self.addr[n] = self.buf.alloc(shape, dt)
+        if self.buf is not None:
+            for n in names:
+                shape = (self.pmax, self.CHANNELS.get(n, 1), self.size, self.size)
+                self.dev[n], self.host[n], self.addr[n] = self.buf.alloc(shape, self.dtypes[n])
 
-    def infer(self, gray: np.ndarray) -> dict[str, np.ndarray]:
-        n_all, _, h, w = gray.shape
+    def _chunks(self, n_all: int, h: int, w: int) -> Any:
         if h != self.size or w != self.size:
             raise UsageError(f"engine was built for {self.size}x{self.size}, got {h}x{w}")
-        res: dict[str, list[np.ndarray]] = {n: [] for n in self.outputs}
         for start in range(0, n_all, self.pmax):
-            chunk = gray[start:start + self.pmax]
-            n = len(chunk)
+            n = min(self.pmax, n_all - start)
             nb = max(n, self.pmin)  # pad up to the profile minimum
-            hin = self.buf.host_view(self.host["gray"])
-            hin[:n] = chunk
-            if nb > n:
-                hin[n:nb] = 0
             if not self.context.set_input_shape("gray", (nb, 1, self.size, self.size)):
                 raise UsageError(f"batch {nb} is outside the engine profile {self.pmin}:{self.popt}:{self.pmax}")
+            yield start, n, nb
+
+    def infer_tensor(self, x: Any) -> dict[str, Any]:
+        """Torch tensors in and out, on ``x``'s device and the current torch stream."""
+        import torch
+
+        tdt = {np.dtype(np.float32): torch.float32, np.dtype(np.float16): torch.float16}
+        stream = torch.cuda.current_stream(x.device).cuda_stream if x.is_cuda else 0
+        res: dict[str, list[Any]] = {n: [] for n in self.outputs}
+        for start, n, nb in self._chunks(x.shape[0], x.shape[2], x.shape[3]):
+            inp = x[start:start + n].to(tdt[self.dtypes["gray"]]).contiguous()
+            if nb > n:
+                inp = torch.cat([inp, inp.new_zeros((nb - n, *inp.shape[1:]))])
+            io = {"gray": inp, **{o: torch.empty((nb, self.CHANNELS.get(o, 1), self.size, self.size),
+                                                 dtype=tdt[self.dtypes[o]], device=x.device) for o in self.outputs}}
+            for name, t in io.items():
+                self.context.set_tensor_address(name, t.data_ptr())
+            if not self.context.execute_async_v3(stream):
+                raise ResourceError("TensorRT execute_async_v3 failed")
+            for o in self.outputs:
+                res[o].append(io[o][:n])
+        return {k: torch.cat(v) for k, v in res.items()}
+
+    def infer(self, gray: np.ndarray) -> dict[str, np.ndarray]:
+        """numpy in and out: through torch CUDA tensors, or pycuda's pinned buffers."""
+        if self.buf is None:
+            import torch
+
+            outs = self.infer_tensor(torch.from_numpy(gray).cuda())
+            return {k: v.float().cpu().numpy() for k, v in outs.items()}
+        res: dict[str, list[np.ndarray]] = {n: [] for n in self.outputs}
+        for start, n, nb in self._chunks(*gray.shape[0:1], *gray.shape[2:]):
+            hin = self.buf.host_view(self.host["gray"])
+            hin[:n] = gray[start:start + n]
+            hin[n:nb] = 0
             for name, a in self.addr.items():
                 self.context.set_tensor_address(name, a)
             self.buf.h2d(self.dev["gray"], self.host["gray"], nb)
@@ -239,6 +239,17 @@ class TensorRTBackend:
     def infer(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         x = np.ascontiguousarray(gray, dtype=np.float32)
         outs = self._runner(int(x.shape[-1])).infer(x)
+        return outs["rgb"], (outs.get("saliency") if self.with_saliency else None)
+
+    def infer_tensor(self, x: Any) -> tuple[Any, Any | None]:
+        """Device tensors in and out (torch with CUDA); through ``infer`` otherwise."""
+        runner = self._runner(int(x.shape[-1]))
+        if runner.buf is not None:
+            import torch
+
+            rgb, sal = self.infer(x.detach().cpu().numpy())
+            return torch.from_numpy(rgb), (torch.from_numpy(sal) if sal is not None else None)
+        outs = runner.infer_tensor(x)
         return outs["rgb"], (outs.get("saliency") if self.with_saliency else None)
 
 

@@ -23,7 +23,7 @@ def test_cuda_video_matches_cpu(tmp_path):
 
     from clips import decode_planes  # tests/ is on sys.path through its conftest
 
-    cfg = InferConfig(crf=0, preset="ultrafast", temporal_strength=0.0)
+    cfg = InferConfig(crf=0, encoder_preset="ultrafast", temporal_strength=0.0)
     outs = {}
     for dev in ("cpu", "cuda"):
         col = Colorizer(TorchBackend(default_weights(), dev), device=dev)
