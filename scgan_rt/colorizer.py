@@ -141,14 +141,14 @@ class Colorizer:
         so a large photo never holds a float copy of itself."""
         if not images:
             return []
-        small = torch.cat([to_network(torch.from_numpy(im.luma).to(self.device)[None, None], self.size)
-                           for im in images])
+        lumas = [torch.from_numpy(im.luma).to(self.device) for im in images]  # uploaded once (no copy on CPU)
+        small = torch.cat([to_network(y[None, None], self.size) for y in lumas])
         rgb_pred, sal = self.predict(small)
         cbcr = self.chroma(rgb_pred)
         results = []
         for i, im in enumerate(images):
             dtype = (np.uint16 if im.bits == 16 else np.uint8) if quantise else np.float32
-            rgb = merge_strips(im.luma, cbcr[i:i + 1], dtype, self.device)
+            rgb = merge_strips(lumas[i], cbcr[i:i + 1], dtype)
             s = None
             if sal is not None:
                 s = F.interpolate(sal[i:i + 1], size=im.luma.shape, mode="bilinear",
@@ -191,10 +191,11 @@ def _too_big(e: BaseException) -> bool:
     return isinstance(e, torch.OutOfMemoryError) or "out of memory" in text or "32-bit index" in text
 
 
-def merge_strips(luma: np.ndarray, cbcr: torch.Tensor, dtype: type, device: str) -> np.ndarray:
+def merge_strips(luma: torch.Tensor, cbcr: torch.Tensor, dtype: type) -> np.ndarray:
     """``merge_luminance`` of full-resolution ``luma`` (``H x W``) with network-size chroma
-    (``1 x 2 x h x w``), ``STRIP_ROWS`` rows at a time, into an ``H x W x 3`` array of ``dtype``
-    (float32 in [0, 1], or uint8/uint16 code values).
+    (``1 x 2 x h x w``, same device), ``STRIP_ROWS`` rows at a time, into a host ``H x W x 3``
+    array of ``dtype`` (float32 in [0, 1], or uint8/uint16 code values): only the final
+    pixels leave the device.
 
     Bilinear upsampling is separable: the width pass runs once at the network's row count,
     the height pass per strip with the same source index and weight rule as
@@ -203,17 +204,17 @@ def merge_strips(luma: np.ndarray, cbcr: torch.Tensor, dtype: type, device: str)
     h = cbcr.shape[-2]
     wide = F.interpolate(cbcr.float(), size=(h, W), mode="bilinear", align_corners=False)
     top = {np.float32: 1.0, np.uint8: 255.0, np.uint16: 65535.0}[dtype]
+    code = {np.float32: torch.float32, np.uint8: torch.uint8, np.uint16: torch.uint16}[dtype]
     out = np.empty((H, W, 3), dtype)
     for r0 in range(0, H, STRIP_ROWS):
         r1 = min(H, r0 + STRIP_ROWS)
         src = ((torch.arange(r0, r1, dtype=torch.float64) + 0.5) * (h / H) - 0.5).clamp(min=0)
         i0 = src.floor().long().clamp(max=h - 1)
         i1 = (i0 + 1).clamp(max=h - 1)
-        lam = (src - i0).float().to(device)[None, None, :, None]
-        c = wide[:, :, i0] * (1 - lam) + wide[:, :, i1] * lam
-        y = torch.from_numpy(luma[r0:r1]).to(device)[None, None]
-        rgb = merge_luminance(y, c)[0].permute(1, 2, 0)
+        lam = (src - i0).float().to(luma.device)[None, None, :, None]
+        c = wide[:, :, i0.to(luma.device)] * (1 - lam) + wide[:, :, i1.to(luma.device)] * lam
+        rgb = merge_luminance(luma[r0:r1][None, None], c)[0].permute(1, 2, 0)
         if dtype is not np.float32:
             rgb = (rgb * top).round_()
-        out[r0:r1] = rgb.cpu().numpy()
+        out[r0:r1] = rgb.to(code).cpu().numpy()
     return out

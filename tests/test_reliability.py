@@ -114,9 +114,9 @@ def test_strip_merge_equals_the_whole_picture_merge_within_one_code_value():
     y = rng.random((1301, 517), dtype=np.float32)
     c = torch.from_numpy(rng.random((1, 2, 256, 256), dtype=np.float32) - 0.5) * 0.6
     ref = merge_luminance(torch.from_numpy(y)[None, None], c)[0].permute(1, 2, 0).numpy()
-    assert np.abs(merge_strips(y, c, np.float32, "cpu") - ref).max() < 1e-4
-    assert np.abs(merge_strips(y, c, np.uint8, "cpu").astype(float) - np.round(ref * 255)).max() <= 1
-    assert np.abs(merge_strips(y, c, np.uint16, "cpu").astype(float) - np.round(ref * 65535)).max() <= 8
+    assert np.abs(merge_strips(torch.from_numpy(y), c, np.float32) - ref).max() < 1e-4
+    assert np.abs(merge_strips(torch.from_numpy(y), c, np.uint8).astype(float) - np.round(ref * 255)).max() <= 1
+    assert np.abs(merge_strips(torch.from_numpy(y), c, np.uint16).astype(float) - np.round(ref * 65535)).max() <= 8
 
 
 def test_nan_weights_are_a_model_error_naming_the_file(runner, tmp_path):
