@@ -7,7 +7,7 @@ folded network, per preset and batch size. Prints one JSON line per row, then on
   resize, network, chroma, stabiliser, gamut, quantise, uint8 Cb/Cr planes down;
 * ``photo_fps``: ``Colorizer.colorize_batch`` to uint8 RGB on the host.
 
-    python scripts/gpu_bench.py [--batches 1,16,64,128] [--seconds 4] [--size 256] [--frame 256x256] [--compile]
+    python scripts/gpu_bench.py [--batches 1,16,64,128] [--seconds 4] [--size 256] [--frame 256x256] [--compile] [--device cuda]
 """
 from __future__ import annotations
 
@@ -28,14 +28,19 @@ from scgan_rt.settings import InferConfig
 from scgan_rt.video import ChromaStage, Frame, Geometry
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _timed(fn, frames: int, seconds: float) -> float:
     fn()  # warm-up (cudnn autotune, allocations, compile)
-    torch.cuda.synchronize()
+    _sync()
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds or n < 3:
         fn()
         n += 1
-    torch.cuda.synchronize()
+    _sync()
     return frames * n / (time.perf_counter() - t0)
 
 
@@ -55,7 +60,7 @@ def _video_stage(col: Colorizer, w: int, h: int, b: int):
 def row(name: str, be: TorchBackend, b: int, size: int, frame: tuple[int, int], seconds: float,
         compiled: bool) -> dict:
     col = Colorizer(be, config=InferConfig(size=size, compile=compiled))
-    x = (torch.rand(b, 1, size, size, device="cuda", dtype=torch.half) * 2 - 1).contiguous(
+    x = (torch.rand(b, 1, size, size, device=be.device, dtype=be.dtype) * 2 - 1).contiguous(
         memory_format=torch.channels_last)
     xf = x.float()
     out = {"preset": name, "batch": b, "compile": compiled, "frame": f"{frame[0]}x{frame[1]}"}
@@ -90,13 +95,15 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--frame", default="256x256", help="video frame WxH for video_fps")
     ap.add_argument("--compile", action="store_true", help="torch.compile the network (one extra row set)")
+    ap.add_argument("--device", default="cuda", help="cuda, or cpu for a dry run of this script")
     a = ap.parse_args()
     frame = tuple(int(v) for v in a.frame.split("x"))
-    result = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__, "rows": []}
+    gpu = torch.cuda.get_device_name(0) if a.device.startswith("cuda") else "none (cpu)"
+    result = {"gpu": gpu, "torch": torch.__version__, "rows": []}
     with tempfile.TemporaryDirectory() as td:
         for name in a.presets.split(","):
             for compiled in ([False, True] if a.compile else [False]):
-                be = TorchBackend(preset_weights(name, td), device="cuda", compile=compiled)
+                be = TorchBackend(preset_weights(name, td), device=a.device, compile=compiled)
                 for b in (int(v) for v in a.batches.split(",")):
                     r = row(name, be, b, a.size, frame, a.seconds, compiled)  # type: ignore[arg-type]
                     result["rows"].append(r)
