@@ -47,6 +47,10 @@ from .reading import (MAX_BAD_PACKET_SHARE, MAX_CONSECUTIVE_BAD_PACKETS, VideoIn
 from .settings import CPU_BATCH, InferConfig
 from .temporal import ChromaStabilizer
 
+# Full-resolution pixels upsampled and gamut-limited in one go: a frame at a time on the
+# CPU (at 4K a batch of float temporaries is ~1 GB of RAM), whole batches on a GPU (fewer,
+# larger kernels; 2**25 pixels is ~1 GB of float temporaries there).
+FULLRES_CHUNK_PIXELS = {"cpu": 1, "cuda": 2 ** 25}
 # Code values within which a smoothed chroma sample keeps last frame's code (see quantise).
 DEAD_BAND = 0.75
 _END = object()
@@ -230,6 +234,7 @@ class ChromaStage:
         self._neutral: Pending | None = None
         self._prev_q: torch.Tensor | None = None
         self._checks: list[tuple[Pending, torch.Tensor]] = []
+        self.fullres_pixels = FULLRES_CHUNK_PIXELS["cuda" if self.flow.cuda else "cpu"]
 
     def __call__(self, batch: list[Frame]) -> list[Frame]:
         if self.colorizer is None:  # codec-only mode for the benchmark: neutral chroma
@@ -261,15 +266,20 @@ class ChromaStage:
         size = (geo.h2 // 2, geo.w2 // 2)
         codes = torch.empty((len(y), 2, *size), dtype=geo.code_dtype, device=y.device)
         dead_band = DEAD_BAND if self.stab.strength > 0 else 0.0
-        # Full-resolution work frame by frame: at 4K a batch of float temporaries is ~1 GB.
+        # Over time at network size (the stabiliser is a recursion) ...
+        smooth, restarts = [], []
         for i in range(len(y)):
-            c = self.stab((small[i:i + 1] + 1) / 2, cbcr[i:i + 1])
-            c = F.interpolate(c, size=size, mode="bilinear", align_corners=False)
-            y_half = F.avg_pool2d(geo.luma(y[i:i + 1, None]), 2)  # luma at chroma resolution, for the gamut
-            c = gamut_scale(y_half, c, geo.matrix)[0]
-            q = geo.quantise(c, self._prev_q, dead_band, self.stab.restarted)
-            self._prev_q = q
-            codes[i] = q
+            smooth.append(self.stab((small[i:i + 1] + 1) / 2, cbcr[i:i + 1]))
+            restarts.append(self.stab.restarted)
+        # ... then upsampling and gamut for as many frames at once as FULLRES_CHUNK_PIXELS allows.
+        step = max(1, self.fullres_pixels // (geo.w2 * geo.h2))
+        for i0 in range(0, len(y), step):
+            i1 = min(len(y), i0 + step)
+            c = F.interpolate(torch.cat(smooth[i0:i1]), size=size, mode="bilinear", align_corners=False)
+            y_half = F.avg_pool2d(geo.luma(y[i0:i1, None]), 2)  # luma at chroma resolution, for the gamut
+            c = gamut_scale(y_half, c, geo.matrix)
+            for i in range(i0, i1):  # the dead band depends on the previous frame's codes
+                self._prev_q = codes[i] = geo.quantise(c[i - i0], self._prev_q, dead_band, restarts[i])
         return codes, finite
 
     def _check_done(self, wait: bool = False) -> None:

@@ -22,15 +22,15 @@ def _frames(n=24, h=144, w=176):
     return planes
 
 
-def _stage_codes(device, fp16, planes):
+def _stage_codes(device, fp16, planes, bits=8):
     from scgan_rt.backends.torch import TorchBackend
     from scgan_rt.colorizer import Colorizer
     from scgan_rt.video import ChromaStage, Frame, Geometry
     from scgan_rt.weights import default_weights
 
     col = Colorizer(TorchBackend(default_weights(), device, fp16=fp16))
-    info = types.SimpleNamespace(width=176, height=144, bits=8, full_range=False, matrix="bt709")
-    stage = ChromaStage(col, Geometry(info, 8), 0.7)
+    info = types.SimpleNamespace(width=176, height=144, bits=bits, full_range=False, matrix="bt709")
+    stage = ChromaStage(col, Geometry(info, bits), 0.7)
     out = []
     for i in range(0, len(planes), 8):
         out += stage([Frame(k, y) for k, y in enumerate(planes[i:i + 8], i)])
@@ -38,17 +38,20 @@ def _stage_codes(device, fp16, planes):
     return np.stack([np.stack(f.uv()) for f in out]).astype(np.int32), stage.stab.stats.cuts
 
 
-def test_cuda_device_path_equals_cpu():
+@pytest.mark.parametrize("bits", [8, 10])
+def test_cuda_device_path_equals_cpu(bits):
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     planes = _frames()
-    cpu, cuts_cpu = _stage_codes("cpu", False, planes)
-    gpu, cuts_gpu = _stage_codes("cuda", False, planes)
+    if bits == 10:  # uint16 planes up, uint16 codes down
+        planes = [p.astype(np.uint16) * 4 + 2 for p in planes]
+    cpu, cuts_cpu = _stage_codes("cpu", False, planes, bits)
+    gpu, cuts_gpu = _stage_codes("cuda", False, planes, bits)
     diff = np.abs(cpu - gpu)
     assert cuts_cpu == cuts_gpu == 1
     assert (diff <= 1).mean() > 0.999 and diff.max() <= 3, f"max {diff.max()}, {(diff > 1).sum()} samples > 1"
-    half, _ = _stage_codes("cuda", True, planes)
-    dh = np.abs(cpu - half)
+    half, _ = _stage_codes("cuda", True, planes, bits)
+    dh = np.abs(cpu - half) / 2 ** (bits - 8)
     assert (dh <= 2).mean() > 0.99, f"FP16: {(dh > 2).mean():.4f} of samples differ by more than 2"
 
 
@@ -74,3 +77,21 @@ def test_batch_size_auto_on_cuda():
     n = col.batch_for(1920 * 1080)
     assert 1 <= n <= AUTO_MAX_BATCH and n & (n - 1) == 0
     assert col._net_bytes is not None and col._net_bytes > 0
+
+
+def test_cuda_photo_pixels_equal_cpu():
+    from scgan_rt.backends.torch import TorchBackend
+    from scgan_rt.colorizer import Colorizer
+    from scgan_rt.images import LoadedImage
+    from scgan_rt.weights import default_weights
+
+    torch.backends.cudnn.allow_tf32 = False
+    y = np.stack(_frames(1, 600, 900))[0].astype(np.float32) / 255
+    outs = {}
+    for dev in ("cpu", "cuda"):
+        col = Colorizer(TorchBackend(default_weights(), dev, fp16=False))
+        ims = [LoadedImage(None, y, None, bits, "L", "", False) for bits in (8, 16)]  # type: ignore[arg-type]
+        outs[dev] = [r for r, _ in col.colorize_batch(ims, quantise=True)]
+    for c, g in zip(outs["cpu"], outs["cuda"]):
+        assert c.dtype == g.dtype
+        assert (np.abs(c.astype(np.int64) - g.astype(np.int64)) <= (1 if c.dtype == np.uint8 else 257)).mean() > 0.999
