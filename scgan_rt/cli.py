@@ -275,6 +275,8 @@ def colorize_cmd(
     size: int = typer.Option(I.size, "--size", help="Network input size (a multiple of 256)."),
     compile_net: bool = typer.Option(I.compile, "--compile", help="torch.compile the network (torch backend; the "
                                      "first batch of each size pays the compile time, shown in the progress line)."),
+    io_threads: int = typer.Option(I.io_threads, "--io-threads", help="Threads decoding and encoding photos "
+                                   "(0: up to 4, one per core)."),
     save_saliency: bool = typer.Option(I.save_saliency, "--save-saliency", help="Also write NAME_saliency.png (photos)."),
     saturation: float = typer.Option(I.saturation, "--saturation", help="Scale the predicted colour around gray "
                                      "(1 = as predicted; the model card lists measured PSNR/SSIM/CCI for 1.0/1.3/1.6)."),
@@ -311,7 +313,7 @@ def colorize_cmd(
     from .weights import sha256_file
 
     cfg = InferConfig(size=size, batch_size=parse_batch_size(batch_size), backend=backend, device=device,
-                      compile=compile_net, skip_color=skip_color,
+                      compile=compile_net, io_threads=io_threads, skip_color=skip_color,
                       save_saliency=save_saliency, saturation=saturation, overwrite=overwrite, codec=codec, crf=crf,
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias),
                       temporal_strength=temporal_strength, force=force, compare=compare, preview=preview,

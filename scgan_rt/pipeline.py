@@ -7,6 +7,7 @@ import glob
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .atomic import PARTIAL_SUFFIX
 from .colorizer import Colorizer
@@ -27,6 +29,7 @@ from .reading import AUDIO_SUFFIXES, is_video, probe_video
 from .segments import colorize_film, is_segmented, long_enough
 from .settings import InferConfig
 from .video import colorize_video, preview_video
+from .workers import Prefetcher, Writer, io_threads
 
 
 @dataclass
@@ -323,6 +326,7 @@ class _Run:
         self.rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
         self.batch = self.rep.batch = colorizer.batch_for(cfg.size ** 2)  # photos merge in strips: the network dominates
         self.pending: list[tuple[Job, LoadedImage]] = []
+        self.journal_lock = threading.Lock()  # writer threads journal their outputs too
         self.finished = 0
         self.started: dict[Path, float] = {}
 
@@ -335,15 +339,32 @@ class _Run:
             model = self.colorizer.weights.name if self.colorizer.weights is not None else ""
             unsupported = {k: len(v) for k, v in _by_reason(self.unsupported).items()}
             self.journal.start(len(self.jobs), self.rep.backend, model, unsupported)
-        for job in self.jobs:
-            raise_if_signalled()
-            self._step(job)
-        self._flush()
+        threads = io_threads(self.cfg.io_threads)
+        self.loader = Prefetcher(self.jobs, self._wants_load, self._load, _header_pixels, threads,
+                                 max_items=self.batch + threads, max_pixels=BATCH_PIXELS)
+        self.writer: Writer[Job] = Writer(threads, max_pending=self.batch + threads)
+        try:
+            for i, job in enumerate(self.jobs):
+                raise_if_signalled()
+                self._step(i, job)
+            self._flush()
+            self._collect(wait=True)
+        finally:
+            self.writer.close()
+            self.loader.close()
         self.rep.seconds = time.perf_counter() - t0
         self.rep.compile_seconds = self.colorizer.compile_seconds
         return self.rep
 
-    def _step(self, job: Job) -> None:
+    def _wants_load(self, job: Job) -> bool:
+        """Would ``_step`` read this job as a photo? (Asked ahead of time by the prefetcher.)"""
+        return (not self.cfg.preview and not is_video(job.src) and job.src.suffix.lower() not in AUDIO_SUFFIXES
+                and not finished_before(job, self.cfg, self.journal, Report()))
+
+    def _load(self, job: Job) -> LoadedImage:
+        return load_image(job.src, max_pixels=self.cfg.max_pixels)
+
+    def _step(self, index: int, job: Job) -> None:
         if self.cfg.preview and not is_video(job.src):
             return self._tick()  # preview mode only samples videos
         if not self.cfg.preview and finished_before(job, self.cfg, self.journal, self.rep):
@@ -351,12 +372,13 @@ class _Run:
         self._remove_stale_partials(job.dst)
         if is_video(job.src):
             self._flush()  # keep photo batches and videos from interleaving their outputs
+            self._collect(wait=True)
             self._guarded(job, self._video)
             return self._tick()
         if job.src.suffix.lower() in AUDIO_SUFFIXES:
             self._fail(job, InputError(f"no video stream in {job.src.name} (an audio file)"))
             return self._tick()
-        im = self._guarded(job, lambda j: load_image(j.src, max_pixels=self.cfg.max_pixels))
+        im = self._guarded(job, lambda j: self.loader.get(index))
         if im is None:
             return self._tick()
         self.rep.warnings += [f"{job.src.name}: {w}" for w in im.warnings]
@@ -393,8 +415,9 @@ class _Run:
         if self.journal is None:
             return
         t0 = self.started.pop(job.src, None)
-        self.journal.record(job.rel or job.src.name, job.src, job.dst if status == "done" else None, status, reason,
-                            None if t0 is None else time.perf_counter() - t0)
+        with self.journal_lock:  # writer threads journal their own outputs
+            self.journal.record(job.rel or job.src.name, job.src, job.dst if status == "done" else None, status,
+                                reason, None if t0 is None else time.perf_counter() - t0)
 
     def _remove_stale_partials(self, dst: Path) -> None:
         """Temp files of this output left by a killed run (atomic writes use ``.NAME.*.partial*``)."""
@@ -449,26 +472,44 @@ class _Run:
                 self._flush()
             return
         for (job, im), (rgb, sal) in zip(batch, outs):
-            self._save(job, im, rgb, sal)
-        self._tick(len(batch))
+            self.writer.submit(job, lambda j=job, i=im, r=rgb, s=sal: self._write(j, i, r, s))
+        self._collect()
 
-    def _save(self, job: Job, im: LoadedImage, rgb: np.ndarray, sal: np.ndarray | None) -> None:
-        try:
-            notes: list[str] = []
-            if self.cfg.compare:
-                rgb, alpha = side_by_side(im, rgb), None
+    def _write(self, job: Job, im: LoadedImage, rgb: np.ndarray, sal: np.ndarray | None) -> list[str]:
+        """Write one output (in a writer thread); returns the notes about what it could not keep."""
+        notes: list[str] = []
+        if self.cfg.compare:
+            rgb, alpha = side_by_side(im, rgb), None
+        else:
+            alpha = im.alpha
+        save_image(job.dst, rgb, alpha, bits=im.bits, icc=im.icc, exif=im.exif, notes=notes)
+        if self.cfg.save_saliency and sal is not None:
+            save_image(job.dst.with_name(job.dst.stem + "_saliency.png"), np.repeat(sal[..., None], 3, 2))
+        self._record(job, "done")  # journalled as soon as it exists: a kill -9 now loses no line
+        return notes
+
+    def _collect(self, wait: bool = False) -> None:
+        """Book the finished writes, in job order: done and journalled, or failed."""
+        for job, notes, error in self.writer.finished(wait):
+            if isinstance(error, ResourceError):
+                raise error  # disk full / unwritable output: stop the run
+            if isinstance(error, (ScganError, OSError)):
+                self._fail(job, InputError(str(error)))
+            elif error is not None:
+                raise error
             else:
-                alpha = im.alpha
-            save_image(job.dst, rgb, alpha, bits=im.bits, icc=im.icc, exif=im.exif, notes=notes)
-            self.rep.warnings += [f"{job.src.name}: {n}" for n in notes]
-            if self.cfg.save_saliency and sal is not None:
-                save_image(job.dst.with_name(job.dst.stem + "_saliency.png"), np.repeat(sal[..., None], 3, 2))
-            self.rep.done.append(str(job.dst))
-            self._record(job, "done")
-        except ResourceError:
-            raise  # disk full / unwritable output: stop the batch
-        except (ScganError, OSError) as e:
-            self._fail(job, InputError(str(e)))
+                self.rep.warnings += [f"{job.src.name}: {n}" for n in notes]
+                self.rep.done.append(str(job.dst))
+            self._tick()
+
+
+def _header_pixels(job: Job) -> int:
+    """Pixels of a photo from its header (0 when unreadable: loading it will say why)."""
+    try:
+        with Image.open(job.src) as im:
+            return im.size[0] * im.size[1]
+    except Exception:
+        return 0
 
 
 def _out_of_memory(job: Job) -> ResourceError:

@@ -45,6 +45,7 @@ class InferConfig:
     saturation: float = 1.0  # scales the predicted chroma around neutral, before the gamut step
     overwrite: bool = False
     retry_failed: bool = False  # redo items the journal records as failed (skipped otherwise)
+    io_threads: int = 0  # threads decoding and encoding photos; 0: min(IO_THREADS, cores)
     compile: bool = False  # torch.compile the network (torch backend); first batches pay its cost
     verify: bool = False  # also compare inputs' sha256 with the journal's before skipping them
     max_pixels: int = PILLOW_MAX_PIXELS
@@ -66,6 +67,8 @@ class InferConfig:
         if not 0 <= self.saturation <= 4:
             raise UsageError(f"--saturation must be in [0, 4], got {self.saturation}")
         parse_batch_size(self.batch_size)
+        if self.io_threads < 0:
+            raise UsageError(f"--io-threads must be >= 0, got {self.io_threads}")
         if self.compile and self.backend not in ("auto", "torch"):
             raise UsageError(f"--compile applies to the torch backend, not {self.backend}")
         if not 0 <= self.temporal_strength < 1:

@@ -84,6 +84,7 @@ class _Pipe:
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.error: BaseException | None = None
+        self.threads: list[threading.Thread] = []
 
     def fail(self, e: BaseException) -> None:
         if self.error is None:
@@ -107,12 +108,21 @@ class _Pipe:
                 continue
         raise _Stopped
 
-    def wait(self, threads: list[threading.Thread]) -> None:
-        """Join ``threads`` in short slices so that signals reach the main thread."""
-        while any(t.is_alive() for t in threads):
-            for t in threads:
+    def wait(self) -> None:
+        """Join the threads in short slices so that signals reach the main thread."""
+        while any(t.is_alive() for t in self.threads):
+            for t in self.threads:
                 t.join(timeout=0.1)
             raise_if_signalled()
+
+    def join_all(self) -> None:
+        """Wait for every started thread, through further signals (a SIGTERM after Ctrl-C)."""
+        for t in self.threads:
+            while t.ident is not None and t.is_alive():
+                try:
+                    t.join()
+                except KeyboardInterrupt:
+                    continue
 
     def run(self, fn: Callable[[], None]) -> threading.Thread:
         def body() -> None:
@@ -124,6 +134,7 @@ class _Pipe:
                 self.fail(e)
 
         t = threading.Thread(target=body, daemon=True)
+        self.threads.append(t)  # before start: an interrupt between the two still finds it
         t.start()
         return t
 
@@ -392,16 +403,16 @@ class _VideoJob:
             raise ResourceError(f"cannot finish writing {self.dst}: {e}") from None
 
     def _run_threads(self, inp: Any, out: Any) -> None:
-        threads = [self.pipe.run(lambda: self._decode(inp)), self.pipe.run(self._infer),
-                   self.pipe.run(lambda: self._encode(out))]
         try:
-            self.pipe.wait(threads)
+            for fn in (lambda: self._decode(inp), self._infer, lambda: self._encode(out)):
+                self.pipe.run(fn)
+            self.pipe.wait()
         except BaseException:
             # Stop in order: every thread leaves its loop at the flag, and the codecs are
-            # closed only after all three have returned (never under a running encode).
+            # closed only after all three have returned (never under a running decode or
+            # encode, even when the signal lands while the threads are being started).
             self.pipe.stop.set()
-            for t in threads:
-                t.join()
+            self.pipe.join_all()
             raise
         if self.pipe.error is not None:
             raise self.pipe.error

@@ -54,6 +54,15 @@ else
   echo "no PyAV: put av-18.1.0 (cp312) in carry/wheels"
 fi
 
+step "photo archive: 140 copies of the bundled photos, --io-threads 1 vs auto"
+rm -rf /tmp/photos140 && mkdir -p /tmp/photos140
+for k in $(seq 1 20); do for f in scgan_rt/samples/photos/*.jpg; do cp "$f" "/tmp/photos140/${k}_$(basename "$f")"; done; done
+for io in 1 0; do
+  rm -rf /tmp/photos140_out
+  timeout 120 scgan-rt colorize /tmp/photos140 -o /tmp/photos140_out --backend torch --device cuda --io-threads $io --json \
+    | python -c "import json,sys; d=json.load(sys.stdin); print(json.dumps({'step': 'photos', 'io_threads': $io, **{k: d[k] for k in ('done', 'images_per_s', 'photo_batch')}}))" >> "$J"
+done
+
 step "model-only CLI benchmark (backend.infer, host arrays in and out)"
 for p in scgan-lite scgan; do
   timeout 60 scgan-rt benchmark --preset $p --backend torch --device cuda --batch-size 64 --iters 20 --json \

@@ -126,3 +126,4 @@ def test_batch_size_auto_is_the_cpu_default_and_numbers_are_kept(colorizer):
             parse_batch_size(bad)
     with pytest.raises(UsageError, match="--compile"):
         InferConfig(backend="onnxruntime", compile=True).validate()
+

@@ -269,3 +269,37 @@ def test_a_signal_while_typer_builds_the_command_exits_cleanly(sig, code):
     r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=120)
     assert r.returncode == code, r.stderr
     assert "Traceback" not in r.stderr and ("terminated" if code == 143 else "interrupted") in r.stderr
+
+
+def test_an_interrupt_while_the_video_threads_start_still_joins_them(monkeypatch):
+    """The signal handler raises in the main thread at any bytecode: landing between two
+    thread starts, it used to leave the decoder running on a container being closed (a
+    segfault, seen once in 8 interrupted films)."""
+    import threading
+    import time as _time
+
+    from scgan_rt.video import _Pipe, _VideoJob
+
+    import types
+
+    job = types.SimpleNamespace(pipe=_Pipe())
+    running = threading.Event()
+
+    def decode(inp):
+        running.set()
+        while not job.pipe.stop.is_set():
+            _time.sleep(0.01)
+        _time.sleep(0.2)  # still touching the container for a while after the flag
+
+    job._decode, job._infer, job._encode = decode, lambda: None, lambda out: None
+    real_run = _Pipe.run
+
+    def run_then_interrupt(self, fn):
+        t = real_run(self, fn)
+        running.wait(5)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_Pipe, "run", run_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        _VideoJob._run_threads(job, None, None)  # type: ignore[arg-type]
+    assert job.pipe.threads and not any(t.is_alive() for t in job.pipe.threads)
