@@ -106,11 +106,12 @@ def colorize_on_ray(jobs: Sequence[Job], cfg: InferConfig, weights: str | os.Pat
         rows += [{"src": str(j.src), "dst": str(j.dst), "rel": j.rel, "segment": i} for i in range(len(plan))]
     if rows:
         by_src = {str(j.src): j for j in todo}
+        # Ray Data's actor pools restart a killed actor and retry its batch by default
+        # (max_restarts=-1, max_task_retries=-1; passing them is deprecated from Ray 2.60).
         ds = ray.data.from_items(rows).map_batches(
             _Worker, batch_size=CPU_BATCH if cfg.batch_size == "auto" else int(cfg.batch_size), batch_format="numpy",
             fn_constructor_kwargs={"settings": dataclasses.asdict(cfg), "weights": str(weights), "key": key},
-            compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=gpus_per_worker or None,
-            max_restarts=-1, max_task_retries=-1)
+            compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=gpus_per_worker or None)
         seen: set[str] = set()
         for row in ds.iter_rows():
             if row["status"] == "segment" or row["src"] in seen:  # a retried batch reports an item twice

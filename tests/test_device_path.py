@@ -127,3 +127,24 @@ def test_batch_size_auto_is_the_cpu_default_and_numbers_are_kept(colorizer):
     with pytest.raises(UsageError, match="--compile"):
         InferConfig(backend="onnxruntime", compile=True).validate()
 
+
+
+def test_the_prepared_gpu_bench_runs_end_to_end_on_the_cpu():
+    """The GPU script has never met a GPU: at least every path of it must run here, so
+    device time is not spent on a typo."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "scripts" / "gpu_bench.py"), "--device", "cpu", "--presets",
+                        "scgan-lite", "--batches", "2", "--seconds", "0.05", "--frame", "66x50", "--compile"],
+                       capture_output=True, text=True, timeout=280)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = json.loads(r.stdout.strip().splitlines()[-1])["rows"]
+    assert [row["compile"] for row in rows] == [False, True]
+    for row in rows:
+        assert not [k for k in row if k.endswith("_error")], row
+        assert row["bare_fps"] > 0 and row["video_fps"] > 0 and row["backend_ratio"] > 0
+    assert rows[1]["compile_seconds"] > 0
+    assert subprocess.run(["bash", "-n", str(root / "scripts" / "gpu_check.sh")]).returncode == 0
