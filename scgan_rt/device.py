@@ -23,8 +23,9 @@ UPLOAD_SLOTS = 3
 class _Slot:
     def __init__(self, shape: tuple[int, ...], dtype: torch.dtype) -> None:
         self.host = torch.empty(shape, dtype=dtype, pin_memory=True)
+        # Not recorded yet, so waiting on it returns at once: a new slot is free. (Recording
+        # it here would tie it to the current device, not the pipeline's.)
         self.done = torch.cuda.Event()
-        self.done.record()  # a new slot is free
 
 
 class Pending:
@@ -34,9 +35,9 @@ class Pending:
         self._host, self._event = host, event
 
     def wait(self) -> torch.Tensor:
-        if self._event is not None:
-            self._event.synchronize()
-            self._event = None
+        event = self._event  # read once: the encoder and the infer thread may both wait
+        if event is not None:
+            event.synchronize()
         return self._host
 
 

@@ -20,6 +20,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from .errors import UsageError
@@ -123,13 +124,15 @@ class Journal:
                              f"{self.history.runs[-1]['journal']}); add --overwrite to redo them with these, "
                              f"or choose another -o")
 
-    def start(self, planned: int, backend: str, model: str, unsupported: dict[str, int] | None = None) -> None:
+    def start(self, planned: int, backend: str, model: str, unsupported: dict[str, int] | None = None,
+              shared: Sequence[str] = ()) -> None:
         """Note the run (with the folder files it skips as neither image nor video, by
         reason); its line is written with the first item, so a run that finishes nothing
-        leaves no journal behind."""
+        leaves no journal behind. ``planned`` counts the inputs this shard owns; ``shared``
+        names the films every shard works on (segments), counted once by ``status``."""
         self._run = {"kind": "run", "time": time.time(), "shard": str(self.shard) if self.shard else None,
-                     "planned": planned, "settings": self.settings, "backend": backend, "model": model,
-                     "pid": os.getpid(), "unsupported": unsupported or {}}
+                     "planned": planned, "shared": sorted(shared), "settings": self.settings, "backend": backend,
+                     "model": model, "pid": os.getpid(), "unsupported": unsupported or {}}
 
     def previous(self, rel: str, src: Path) -> dict[str, Any] | None:
         """The last line about ``src`` if it still describes the file as it is now, under
@@ -203,7 +206,8 @@ def status(root: Path) -> dict[str, Any]:
     latest: dict[str, dict[str, Any]] = {}
     for run in hist.runs:  # the newest run of each journal (shard) says how much was planned
         latest[run["journal"]] = run
-    planned = sum(r.get("planned", 0) for r in latest.values())
+    shared = set().union(*(r.get("shared", []) for r in latest.values()))
+    planned = sum(r.get("planned", 0) for r in latest.values()) + len(shared)
     pending = max(0, planned - len(items))
     busy = sum(r["last"] - r["time"] for r in hist.runs if r["done"])
     rate = sum(r["done"] for r in hist.runs) / busy if busy > 0 else 0.0

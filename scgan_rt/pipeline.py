@@ -96,7 +96,12 @@ class Report:
 def shard_jobs(jobs: Sequence[Job], shard: Shard, cfg: InferConfig) -> list[Job]:
     """This shard's jobs: the inputs whose hash falls in it, and every film long enough for
     segments (its segments are shared out by their own hash)."""
-    return [j for j in jobs if shard.owns(j.rel) or (is_video(j.src) and long_enough(j.src, cfg))]
+    return [j for j in jobs if shard.owns(j.rel) or _shared_film(j, cfg)]
+
+
+def _shared_film(job: Job, cfg: InferConfig) -> bool:
+    """A film long enough for segments: every shard takes part in it."""
+    return is_video(job.src) and long_enough(job.src, cfg)
 
 
 def journal_root(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None,
@@ -338,7 +343,8 @@ class _Run:
                                          f"mid-write): {', '.join(self.journal.history.torn)}")
             model = self.colorizer.weights.name if self.colorizer.weights is not None else ""
             unsupported = {k: len(v) for k, v in _by_reason(self.unsupported).items()}
-            self.journal.start(len(self.jobs), self.rep.backend, model, unsupported)
+            shared = [j.rel for j in self.jobs if self.shard is not None and _shared_film(j, self.cfg)]
+            self.journal.start(len(self.jobs) - len(shared), self.rep.backend, model, unsupported, shared)
         threads = io_threads(self.cfg.io_threads)
         self.loader = Prefetcher(self.jobs, self._wants_load, self._load, _header_pixels, threads,
                                  max_items=self.batch + threads, max_pixels=BATCH_PIXELS)

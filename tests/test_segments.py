@@ -108,6 +108,8 @@ def test_two_shards_share_one_film_and_the_last_joins_it(runner, tmp_path, tiny_
     joined, one = _streams(out / "film.mp4"), _streams(tmp_path / "one.mp4")
     assert joined[0] == one[0] and joined[1] == one[1]
     assert not (out / ".film.mp4.segments").exists()
+    s = json.loads(runner.invoke(app, ["status", str(out), "--json"]).stdout)
+    assert s["planned"] == 1 and s["done"] == 1 and s["pending"] == 0  # one film, not one per shard
 
 
 def test_a_join_lock_of_a_dead_process_is_taken_over(tmp_path):
