@@ -148,3 +148,24 @@ def test_the_prepared_gpu_bench_runs_end_to_end_on_the_cpu():
         assert row["bare_fps"] > 0 and row["video_fps"] > 0 and row["backend_ratio"] > 0
     assert rows[1]["compile_seconds"] > 0
     assert subprocess.run(["bash", "-n", str(root / "scripts" / "gpu_check.sh")]).returncode == 0
+
+
+def test_cli_batch_size_auto_io_threads_and_compile_flags(runner, tiny_weights, tmp_path):
+    import json
+
+    from scgan_rt.cli import app
+
+    src = SAMPLES_DIR / "photos" / "skimage__chelsea.jpg"
+    outs = {}
+    for io in ("1", "3"):
+        r = runner.invoke(app, ["colorize", str(src), "-o", str(tmp_path / f"io{io}.png"), "--model", str(tiny_weights),
+                                "--backend", "torch", "--io-threads", io, "--json"])
+        assert r.exit_code == 0, r.output
+        rep = json.loads(r.stdout[r.stdout.index("{"):])
+        assert rep["done"] == 1 and rep["photo_batch"] == 4 and rep["compile_seconds"] == 0  # auto on the CPU
+        outs[io] = (tmp_path / f"io{io}.png").read_bytes()
+    assert outs["1"] == outs["3"]
+    for bad in (["--batch-size", "0"], ["--batch-size", "lots"], ["--io-threads", "-1"],
+                ["--compile", "--backend", "onnxruntime"]):
+        r = runner.invoke(app, ["colorize", str(src), "-o", str(tmp_path / "x.png"), "--model", str(tiny_weights), *bad])
+        assert r.exit_code == 2 and not (tmp_path / "x.png").exists(), (bad, r.output)
