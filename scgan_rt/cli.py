@@ -283,6 +283,8 @@ def colorize_cmd(
     overwrite: bool = typer.Option(I.overwrite, "--overwrite", help="Redo outputs that already exist."),
     skip_color: bool = typer.Option(I.skip_color, "--skip-color", help="Skip photos that already have colour."),
     force: bool = typer.Option(I.force, "--force", help="Recolorize videos that already have colour (skipped by default)."),
+    deinterlace: bool = typer.Option(I.deinterlace, "--deinterlace", help="Deinterlace interlaced videos (bwdif) "
+                                     "before colorizing; their luma is then the deinterlaced picture."),
     codec: str = typer.Option(I.codec, "--codec", help="Video encoder: auto keeps the source's family (VP9, HEVC, AV1) where an encoder exists, else H.264; or libx264, libx265, libvpx-vp9, libsvtav1, ..."),
     crf: int = typer.Option(I.crf, "--crf", help="Video quality (constant rate factor; lower is better)."),
     encoder_preset: str = typer.Option(I.encoder_preset, "--encoder-preset", help="x264/x265 speed preset (ultrafast ... veryslow)."),
@@ -316,7 +318,8 @@ def colorize_cmd(
                       compile=compile_net, io_threads=io_threads, skip_color=skip_color,
                       save_saliency=save_saliency, saturation=saturation, overwrite=overwrite, codec=codec, crf=crf,
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias),
-                      temporal_strength=temporal_strength, force=force, compare=compare, preview=preview,
+                      temporal_strength=temporal_strength, force=force, deinterlace=deinterlace, compare=compare,
+                      preview=preview,
                       retry_failed=retry_failed, verify=verify, segment_seconds=segment_seconds).validate()
     skipped: list[tuple[str, str]] = []
     jobs = plan_jobs(inputs, output, compare_tag="_compare" if compare else None, preview=bool(preview),

@@ -91,6 +91,36 @@ def is_rgb_or_gray(name: str) -> bool:
     return name.startswith(("gray", "rgb", "bgr", "argb", "abgr", "gbr", "pal8", "ya", "monow", "monob"))
 
 
+class Deinterlacer:
+    """FFmpeg's bwdif on decoded frames: one output per input frame (fields merged, not
+    doubled), one frame of delay, timestamps back in the stream's time base."""
+
+    FILTER = ("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
+
+    def __init__(self, stream: Any) -> None:
+        import av
+
+        self.graph = av.filter.Graph()
+        src = self.graph.add_buffer(template=stream)
+        self.graph.link_nodes(src, self.graph.add(*self.FILTER), self.graph.add("buffersink")).configure()
+        self.time_base = frac(stream.time_base)
+        self._done = (av.error.BlockingIOError, av.error.EOFError)
+
+    def push(self, frame: Any | None) -> list[Any]:
+        """Frames out after ``frame`` in (None flushes the last one)."""
+        self.graph.push(frame)
+        out = []
+        while True:
+            try:
+                f = self.graph.pull()
+            except self._done:
+                return out
+            tb = frac(f.time_base)
+            if f.pts is not None and tb and self.time_base:
+                f.pts = round(f.pts * tb / self.time_base)
+            out.append(f)
+
+
 def working_format(frame: Any) -> tuple[Any, int]:
     """Return the frame as 4:2:0 planar Y'CbCr (8 or 10 bit) and its bit depth.
 

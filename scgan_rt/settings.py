@@ -55,6 +55,7 @@ class InferConfig:
     encoder_preset: str = "medium"  # x264/x265 speed preset
     temporal_strength: float = 0.7  # chroma EMA weight on static pixels; 0 = per-frame
     force: bool = False  # colorize footage that already has colour
+    deinterlace: bool = False  # bwdif interlaced sources first (their luma is then the deinterlaced picture)
     compare: bool = False  # write gray | colour side by side instead
     preview: int = 0  # >0: only write this many evenly spaced colorized frames as PNG
     segment_seconds: float = 60.0  # films at least twice this long go in resumable segments; 0: never

@@ -42,7 +42,7 @@ from .device import DeviceFlow, Pending
 from .encoding import WEBM_ENCODERS, choose_encoder, fill_plane, output_bits, setup_output, verify_output
 from .errors import InputError, ResourceError, ScganError, UsageError, raise_if_signalled
 from .images import LoadedImage, save_image
-from .reading import (MAX_BAD_PACKET_SHARE, MAX_CONSECUTIVE_BAD_PACKETS, VideoInfo, open_input, plane,
+from .reading import (MAX_BAD_PACKET_SHARE, MAX_CONSECUTIVE_BAD_PACKETS, Deinterlacer, VideoInfo, open_input, plane,
                       probe_video, working_format)
 from .settings import CPU_BATCH, InferConfig
 from .temporal import ChromaStabilizer
@@ -423,11 +423,13 @@ class _VideoJob:
         import av
 
         vin = inp.streams.video[0]
-        bad_run, last_pts = 0, None
-        step = max(1, round(1 / (self.info.rate * self.info.time_base)))
+        bad_run = 0
+        self._last_pts: int | None = None
+        self._pts_step = max(1, round(1 / (self.info.rate * self.info.time_base)))  # for frames without pts
         span = self.span
         if span is not None and span.warm > (vin.start_time or 0):
             inp.seek(span.warm, stream=vin, backward=True, any_frame=False)  # the keyframe before it
+        deint = Deinterlacer(vin) if self.cfg.deinterlace and self.info.interlaced else None
         for packet in inp.demux(vin, *self.streams.kept):
             if self.pipe.stop.is_set():
                 return
@@ -441,26 +443,35 @@ class _VideoJob:
                 self._count_bad_packet(bad_run)
                 continue
             bad_run = 0
-            for fr in decoded:
-                pts = fr.pts if fr.pts is not None else (0 if last_pts is None else last_pts + step)
-                if last_pts is not None and pts <= last_pts:
-                    pts = last_pts + 1  # encoders need strictly increasing pts
-                last_pts = pts
-                if span is not None and pts < span.warm:
-                    continue  # between the keyframe sought to and the warm-up
-                if span is not None and span.end is not None and pts >= span.end:
-                    break
-                frame = prepare_frame(fr, pts, self.geo)
-                frame.encode = span is None or pts >= span.start
-                self.pipe.put(self.frames_q, frame)
-                self.rep.frames_in += frame.encode
-            if span is not None and span.end is not None and last_pts is not None and last_pts >= span.end:
+            if deint is not None:
+                decoded = [f for fr in decoded for f in deint.push(fr)]
+            if not all(self._emit(fr) for fr in decoded):
                 break
+        else:
+            if deint is not None:
+                all(self._emit(fr) for fr in deint.push(None))
         for s in self.streams.kept:  # flush the decoders of re-encoded audio
             if s.index in self.streams.reencoded:
                 for af in s.decode(None):
                     self.side_q.put(("frame", s.index, af))
         self.pipe.put(self.frames_q, _END)
+
+    def _emit(self, fr: Any) -> bool:
+        """Queue one decoded frame for inference; False once past the segment's end."""
+        last, span = self._last_pts, self.span
+        pts = fr.pts if fr.pts is not None else (0 if last is None else last + self._pts_step)
+        if last is not None and pts <= last:
+            pts = last + 1  # encoders need strictly increasing pts
+        self._last_pts = pts
+        if span is not None and pts < span.warm:
+            return True  # between the keyframe sought to and the warm-up
+        if span is not None and span.end is not None and pts >= span.end:
+            return False
+        frame = prepare_frame(fr, pts, self.geo)
+        frame.encode = span is None or pts >= span.start
+        self.pipe.put(self.frames_q, frame)
+        self.rep.frames_in += frame.encode
+        return True
 
     def _queue_side(self, packet: Any) -> None:
         if packet.dts is None:
@@ -542,9 +553,12 @@ class _VideoJob:
         rep.scene_cuts = self.stage.stab.stats.cuts
         if rep.bad_packets:
             rep.warnings.append(f"{rep.bad_packets} corrupt packets skipped")
-        if info.interlaced:
+        if info.interlaced and self.cfg.deinterlace:
+            rep.warnings.append("interlaced source deinterlaced (bwdif) and written as progressive frames: its luma "
+                                "is the deinterlaced picture")
+        elif info.interlaced:
             rep.warnings.append("interlaced source written as progressive frames (fields kept as they are, not "
-                                "deinterlaced); deinterlace it first for the cleanest colour, e.g. ffmpeg -vf bwdif")
+                                "deinterlaced); add --deinterlace (bwdif) for the cleanest colour")
         if not info.frames_counted or self.span is not None:
             return  # an estimate from duration x average rate says nothing about truncation (VFR)
         if info.frames and rep.frames_out < info.frames - 1:

@@ -303,3 +303,32 @@ def test_an_interrupt_while_the_video_threads_start_still_joins_them(monkeypatch
     with pytest.raises(KeyboardInterrupt):
         _VideoJob._run_threads(job, None, None)  # type: ignore[arg-type]
     assert job.pipe.threads and not any(t.is_alive() for t in job.pipe.threads)
+
+
+def test_deinterlace_merges_the_fields_and_keeps_every_frame_and_timestamp(runner, tmp_path, tiny_weights):
+    from clips import decode_planes
+
+    # Moving vertical bars: the two fields of each frame differ, so combing is visible.
+    frames = []
+    for k in range(12):
+        img = np.zeros((64, 96, 3), np.uint8)
+        for x0 in range(0, 96, 16):
+            img[:, (x0 + 3 * k) % 96:(x0 + 3 * k) % 96 + 8] = 220
+        img[1::2] = np.roll(img[1::2], 2, axis=1)  # the later field has moved on
+        frames.append(img)
+    src = write_clip(tmp_path / "tff.mp4", frames, options={"flags": "+ilme+ildct", "x264-params": "tff=1",
+                                                           "crf": "0"})
+    outs = {}
+    for flag in ([], ["--deinterlace"]):
+        dst = tmp_path / f"out{len(flag)}.mp4"
+        r, rep = _run(runner, src, "-o", dst, "--model", tiny_weights, "--crf", "0", *flag)
+        assert r.exit_code == 0, r.output
+        outs[len(flag)] = (decode_planes(dst), "\n".join(rep["warnings"]))
+    inp = decode_planes(src)
+    (kept, w0), (merged, w1) = outs[0], outs[1]
+    assert "add --deinterlace" in w0 and "deinterlaced (bwdif)" in w1
+    assert [t for t, *_ in merged] == [t for t, *_ in inp] == [t for t, *_ in kept]  # every frame, same time
+    assert all(np.array_equal(y, yi) for (_, y, _, _), (_, yi, _, _) in zip(kept, inp))  # luma as it was
+    def comb(y):  # line-to-line difference: high for combed (interlaced) pictures
+        return float(np.abs(np.diff(y.astype(float), axis=0)).mean())
+    assert np.mean([comb(y) for _, y, _, _ in merged]) < 0.7 * np.mean([comb(y) for _, y, _, _ in inp])
