@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .atomic import atomic_path
-from .color import luma_of
+from .color import RGB_TO_YCBCR, luma_of
 from .errors import InputError
 
 # Pillow's own bomb check would raise mid-way with its own message; we check first.
@@ -238,9 +238,8 @@ def _reduce(im: Image.Image, path: Path, fmt: str) -> LoadedImage:
 def _has_color(rgb: np.ndarray) -> bool:
     step = max(1, int(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000)))  # subsample large photos
     s = rgb[::step, ::step].reshape(-1, 3).astype(np.float32) / 255
-    cb = -0.168736 * s[:, 0] - 0.331264 * s[:, 1] + 0.5 * s[:, 2]
-    cr = 0.5 * s[:, 0] - 0.418688 * s[:, 1] - 0.081312 * s[:, 2]
-    return float(np.percentile(np.maximum(np.abs(cb), np.abs(cr)), 99)) > COLOR_THRESHOLD
+    cbcr = s @ RGB_TO_YCBCR[1:].numpy().astype(np.float32).T  # the same matrix as the merge
+    return float(np.percentile(np.abs(cbcr).max(axis=1), 99)) > COLOR_THRESHOLD
 
 
 def save_image(path: str | os.PathLike[str], rgb: np.ndarray, alpha: np.ndarray | None = None,
