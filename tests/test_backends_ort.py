@@ -134,3 +134,59 @@ def test_benchmark_reports_the_json_keys(weights):
     r = run_benchmark("onnxruntime", weights, batch=1, size=256, device="cpu", iters=3, max_seconds=5)
     assert {"fps", "latency_ms_p50", "latency_ms_p95", "peak_rss_mb"} <= set(r)
     assert r["fps"] > 0 and r["latency_ms_p95"] >= r["latency_ms_p50"] > 0 and r["iters"] == 3
+
+
+def test_cuda_ep_binds_torch_tensors_in_place(weights, monkeypatch):
+    """CONTRACT (no onnxruntime-gpu here): with the CUDA EP, ``infer_tensor`` binds the
+    torch tensors' own memory - input and outputs - with I/O binding, after the torch
+    stream is done with the input. A fake session stands in for ORT; a CPU tensor that
+    says it is on CUDA stands in for the device tensor."""
+    import ctypes
+
+    calls = []
+
+    class FakeBinding:
+        def __init__(self):
+            self.bound = {}
+
+        def bind_input(self, name, device_type, device_id, element_type, shape, buffer_ptr):
+            calls.append(("in", name, device_type, device_id, element_type, shape))
+            self.bound[name] = (shape, buffer_ptr)
+
+        def bind_output(self, name, device_type, device_id, element_type, shape, buffer_ptr):
+            calls.append(("out", name, device_type, device_id, element_type, shape))
+            self.bound[name] = (shape, buffer_ptr)
+
+    class FakeSession:
+        def io_binding(self):
+            self.b = FakeBinding()
+            return self.b
+
+        def run_with_iobinding(self, b):
+            calls.append(("run",))
+            shape, ptr = b.bound["gray"]
+            x = np.ctypeslib.as_array((ctypes.c_float * int(np.prod(shape))).from_address(ptr)).reshape(shape)
+            oshape, optr = b.bound["rgb"]
+            out = np.ctypeslib.as_array((ctypes.c_float * int(np.prod(oshape))).from_address(optr)).reshape(oshape)
+            out[:] = np.concatenate([x, -x, 0.5 * x], 1)
+
+    class OnCuda(torch.Tensor):
+        @property
+        def is_cuda(self):
+            return True
+
+    class Stream:
+        def synchronize(self):
+            calls.append(("torch-stream-sync",))
+
+    be = OnnxRuntimeBackend(weights, device="cpu")
+    be.device, be._device_id = "cuda:1", 1
+    monkeypatch.setattr(be, "_session", lambda size: FakeSession())
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    x = (torch.rand(3, 1, 256, 256) * 2 - 1).as_subclass(OnCuda)
+    rgb, sal = be.infer_tensor(x)
+    assert sal is None and rgb.shape == (3, 3, 256, 256)
+    torch.testing.assert_close(rgb[:, 1:2], -x.as_subclass(torch.Tensor))
+    assert calls == [("in", "gray", "cuda", 1, np.float32, (3, 1, 256, 256)),
+                     ("out", "rgb", "cuda", 1, np.float32, (3, 3, 256, 256)),
+                     ("torch-stream-sync",), ("run",)]

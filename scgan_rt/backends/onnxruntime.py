@@ -132,7 +132,8 @@ class OnnxRuntimeBackend:
             return torch.from_numpy(rgb), (torch.from_numpy(sal) if sal is not None else None)
         x = x.float().contiguous()
         n, _, h, w = x.shape
-        io = self._session(int(w)).io_binding()
+        sess = self._session(int(w))
+        io = sess.io_binding()
         io.bind_input("gray", "cuda", self._device_id, np.float32, tuple(x.shape), x.data_ptr())
         outs = [torch.empty((n, c, h, w), dtype=torch.float32, device=x.device)
                 for c in ([3] + ([1] if self.with_saliency else []))]
@@ -140,7 +141,7 @@ class OnnxRuntimeBackend:
             io.bind_output(name, "cuda", self._device_id, np.float32, tuple(t.shape), t.data_ptr())
         # ORT runs on its own CUDA stream: the input must be complete before it starts.
         torch.cuda.current_stream(x.device).synchronize()
-        self._session(int(w)).run_with_iobinding(io)
+        sess.run_with_iobinding(io)
         return outs[0], (outs[1] if self.with_saliency else None)
 
 
