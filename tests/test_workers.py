@@ -62,17 +62,22 @@ def test_writer_reports_in_submission_order_and_bounds_what_is_outstanding():
 def test_writer_close_waits_for_the_write_in_progress():
     w: Writer[int] = Writer(threads=1, max_pending=4)
     done = []
-    w.submit(1, lambda: (time.sleep(0.2), done.append(1)))
+    started = threading.Event()
+    w.submit(1, lambda: (started.set(), time.sleep(0.2), done.append(1)))
     w.submit(2, lambda: done.append(2))
-    time.sleep(0.05)
+    assert started.wait(10)
     w.close()  # the running write finishes; the queued one is dropped
     assert done == [1]
 
 
 def test_too_many_outstanding_writes_block_on_the_oldest():
     w: Writer[int] = Writer(threads=2, max_pending=1)
-    for k in range(3):
-        w.submit(k, lambda k=k: (time.sleep(0.05), k)[1])
+    last = threading.Event()
+    w.submit(0, lambda: (time.sleep(0.05), 0)[1])
+    w.submit(1, lambda: (time.sleep(0.05), 1)[1])
+    w.submit(2, lambda: (last.wait(10), 2)[1])
     keys = [k for k, _, _ in w.finished()]  # waits until at most one is outstanding
     assert keys == [0, 1] and len(w.pending) == 1
+    last.set()
+    assert [k for k, _, _ in w.finished(wait=True)] == [2]
     w.close()
