@@ -99,3 +99,4 @@ rows = [json.loads(l) for l in (out / "gpu_check.jsonl").read_text().splitlines(
 (out / "gpu_check.json").write_text(json.dumps(rows, indent=1))
 print(f"{len(rows)} result rows in {out / 'gpu_check.json'}")
 PY
+python scripts/gpu_tables.py "$OUT/gpu_check.json"

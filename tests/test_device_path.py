@@ -169,3 +169,24 @@ def test_cli_batch_size_auto_io_threads_and_compile_flags(runner, tiny_weights, 
                 ["--compile", "--backend", "onnxruntime"]):
         r = runner.invoke(app, ["colorize", str(src), "-o", str(tmp_path / "x.png"), "--model", str(tiny_weights), *bad])
         assert r.exit_code == 2 and not (tmp_path / "x.png").exists(), (bad, r.output)
+
+
+def test_gpu_tables_give_the_targets_verdicts(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    rows = [{"preset": "scgan", "batch": 64, "frame": "256x256", "compile": False, "bare_fps": 650.0,
+             "video_fps": 600.0, "video_ratio": 0.923, "backend_fps": 640.0, "backend_ratio": 0.985},
+            {"preset": "scgan-lite", "batch": 64, "frame": "1920x1080", "compile": False, "bare_fps": 2900.0,
+             "video_fps": 350.0, "video_ratio": 0.121},
+            {"step": "benchmark-video", "clip": "x/clip.mp4", "width": 768, "height": 576, "batch": 64,
+             "preset": "ultrafast", "model_fps": 900.0, "codec_fps": 500.0, "e2e_fps": 470.0}]
+    (tmp_path / "g.json").write_text(json.dumps(rows))
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "scripts" / "gpu_tables.py"), str(tmp_path / "g.json")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "PASS product path scgan batch 64" in r.stdout
+    assert "MISS video model side scgan-lite 1920x1080 batch 64: 350.0 frames/s (target 400)" in r.stdout
+    assert "PASS end to end clip.mp4 768x576 (ultrafast): 470.0 frames/s = 0.94x" in r.stdout
