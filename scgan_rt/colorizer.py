@@ -114,7 +114,9 @@ class Colorizer:
             return CPU_BATCH
         if self._net_bytes is None:
             self._net_bytes = self._probe_net_bytes()
-        free, _ = torch.cuda.mem_get_info(torch.device(self.device))
+        dev = torch.device(self.device)
+        free, _ = torch.cuda.mem_get_info(dev)
+        free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)  # torch's cache is free to us
         return auto_batch(free, self._net_bytes, pixels)
 
     def _probe_net_bytes(self) -> int:
