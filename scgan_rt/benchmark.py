@@ -19,7 +19,7 @@ import numpy as np
 from .backends import open_backend
 from .colorizer import Colorizer
 from .config import check_size
-from .encoding import choose_encoder, output_bits
+from .encoding import RAW_ENCODER, choose_encoder, output_bits
 from .errors import ResourceError, UsageError
 from .export.onnx import sample_gray_images
 from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, InferConfig
@@ -129,7 +129,8 @@ def benchmark_video(src: str | os.PathLike[str], weights: str | os.PathLike[str]
                            "backend": colorizer.backend.name, "device": dev, "batch": cfg.batch_size,
                            "codec": cfg.codec, "crf": cfg.crf, "preset": cfg.encoder_preset}
     with tempfile.TemporaryDirectory(prefix="scgan-vbench-") as td:
-        rep = colorize_video(src, Path(td) / "codec.mp4", None, cfg)
+        suffix = ".mkv" if cfg.codec == RAW_ENCODER else ".mp4"
+        rep = colorize_video(src, Path(td) / f"codec{suffix}", None, cfg)
         res["frames"] = rep.frames_out
         res["codec_fps"] = rep.fps
         # model-only: the pipeline's middle on frames decoded beforehand
@@ -151,7 +152,7 @@ def benchmark_video(src: str | os.PathLike[str], weights: str | os.PathLike[str]
             stage([prepare_frame(f, k, geo) for k, f in enumerate(raw[i:i + batch])])
         stage.finish()
         res["model_fps"] = len(raw) / (time.perf_counter() - t0)
-        rep = colorize_video(src, Path(td) / "e2e.mp4", colorizer, cfg)
+        rep = colorize_video(src, Path(td) / f"e2e{suffix}", colorizer, cfg)
         res["e2e_fps"] = rep.fps
     m, c = res["model_fps"], res["codec_fps"]
     shared = not dev.startswith("cuda")

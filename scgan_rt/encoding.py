@@ -23,6 +23,9 @@ FAMILY_ENCODERS = {"h264": ("libx264",), "hevc": ("libx265",), "vp9": ("libvpx-v
                    "av1": ("libsvtav1", "libaom-av1")}
 FALLBACK_ENCODER = "libx264"
 WEBM_ENCODERS = {"libvpx-vp9", "libvpx", "libsvtav1", "libaom-av1"}
+# Uncompressed output (a null codec for benchmarks, or lossless hand-over): Matroska holds it.
+RAW_ENCODER = "rawvideo"
+RAW_SUFFIXES = (".mkv", ".nut", ".avi")
 
 
 def choose_encoder(source_codec: str, setting: str) -> tuple[str, str | None]:
@@ -41,8 +44,10 @@ def choose_encoder(source_codec: str, setting: str) -> tuple[str, str | None]:
 
 def video_output_suffix(path: Path, codec: str = "auto") -> str:
     """Matroska stays .mkv; WebM stays .webm when the encoder can go there (else .mkv);
-    everything else becomes .mp4."""
+    uncompressed output goes to .mkv; everything else becomes .mp4."""
     suffix = path.suffix.lower()
+    if codec == RAW_ENCODER:
+        return ".mkv"
     if suffix == ".webm":
         enc = choose_encoder(source_codec(path), codec)[0] if codec == "auto" else codec
         return ".webm" if enc in WEBM_ENCODERS else ".mkv"
@@ -56,6 +61,8 @@ def output_bits(codec: str, bits: int) -> tuple[str, int]:
         formats = {f.name for f in (av.codec.Codec(codec, "w").video_formats or [])}
     except Exception:
         raise UsageError(f"unknown video encoder --codec {codec!r} (try libx264, libx265, libvpx-vp9, libsvtav1)") from None
+    if codec == RAW_ENCODER:  # takes any pixel format
+        return ("yuv420p10le", 10) if bits > 8 else ("yuv420p", 8)
     if bits > 8 and "yuv420p10le" in formats:
         return "yuv420p10le", 10
     if "yuv420p" not in formats:

@@ -39,7 +39,8 @@ from .atomic import atomic_path
 from .color import gamut_scale, luma_of, to_network
 from .colorizer import Colorizer
 from .device import DeviceFlow, Pending
-from .encoding import WEBM_ENCODERS, choose_encoder, fill_plane, output_bits, setup_output, verify_output
+from .encoding import (RAW_ENCODER, RAW_SUFFIXES, WEBM_ENCODERS, choose_encoder, fill_plane, output_bits,
+                       setup_output, verify_output)
 from .errors import InputError, ResourceError, ScganError, UsageError, raise_if_signalled
 from .images import LoadedImage, save_image
 from .reading import (MAX_BAD_PACKET_SHARE, MAX_CONSECUTIVE_BAD_PACKETS, Deinterlacer, VideoInfo, open_input, plane,
@@ -336,6 +337,8 @@ class _VideoJob:
         codec, note = choose_encoder(info.codec, cfg.codec)
         if note:
             self.rep.warnings.append(note)
+        if codec == RAW_ENCODER and dst.suffix.lower() not in RAW_SUFFIXES:
+            raise UsageError(f"{dst.name}: uncompressed video goes in {'/'.join(RAW_SUFFIXES)}, not {dst.suffix}")
         if dst.suffix.lower() == ".webm" and codec not in WEBM_ENCODERS:
             raise UsageError(f"{dst.name}: WebM holds VP8/VP9/AV1, not {codec}; use .mkv/.mp4 or --codec libvpx-vp9")
         self.cfg = cfg = cfg.replace(codec=codec)

@@ -59,6 +59,9 @@ PY
     timeout 150 scgan-rt benchmark-video "$clip" --backend torch --device "$DEVICE" --encoder-preset ultrafast --json \
       | tag benchmark-video >> "$J"
   done
+  # rawvideo: a null codec, so end to end shows decode + model side without the encoder
+  timeout 150 scgan-rt benchmark-video /tmp/gen_hd.mp4 --backend torch --device "$DEVICE" --codec rawvideo --json \
+    | tag benchmark-video-raw >> "$J"
   step "photo archive: the bundled photos x $PHOTO_COPIES, --io-threads 1 vs auto"
   rm -rf /tmp/photos_many && mkdir -p /tmp/photos_many
   for k in $(seq 1 $PHOTO_COPIES); do for f in scgan_rt/samples/photos/*.jpg; do cp "$f" "/tmp/photos_many/${k}_$(basename "$f")"; done; done

@@ -190,3 +190,24 @@ def test_gpu_tables_give_the_targets_verdicts(tmp_path):
     assert "PASS product path scgan batch 64" in r.stdout
     assert "MISS video model side scgan-lite 1920x1080 batch 64: 350.0 frames/s (target 400)" in r.stdout
     assert "PASS end to end clip.mp4 768x576 (ultrafast): 470.0 frames/s = 0.94x" in r.stdout
+
+
+def test_rawvideo_is_a_lossless_output_and_a_null_codec_for_benchmarks(runner, tiny_weights, tmp_path):
+    import json
+
+    from clips import decode_planes
+    from scgan_rt.cli import app
+
+    src = SAMPLES_DIR / "video" / "carphone_gray.mp4"
+    r = runner.invoke(app, ["colorize", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_weights),
+                            "--codec", "rawvideo", "--json"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout[r.stdout.index("{"):])
+    assert rep["outputs"] == [str(tmp_path / "out" / "carphone_gray.mkv")]
+    got, inp = decode_planes(tmp_path / "out" / "carphone_gray.mkv"), decode_planes(src)
+    assert len(got) == len(inp) == 120
+    # Matroska keeps milliseconds; the luma is the input's, code value for code value
+    assert all(abs(t - ti) <= 1e-3 and np.array_equal(y, yi) for (t, y, _, _), (ti, yi, _, _) in zip(got, inp))
+    r = runner.invoke(app, ["colorize", str(src), "-o", str(tmp_path / "x.mp4"), "--model", str(tiny_weights),
+                            "--codec", "rawvideo"])
+    assert r.exit_code == 2 and "uncompressed video goes in .mkv" in r.output and not (tmp_path / "x.mp4").exists()
