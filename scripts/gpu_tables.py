@@ -58,8 +58,8 @@ def main(path: str) -> None:
     videos = [r for r in rows if r.get("step") == "benchmark-video"]
     print("\n".join(bench_table(bench)))
     print()
-    for r in videos:
-        print(f"benchmark-video {Path(r['clip']).name} {r['width']}x{r['height']} batch {r['batch']} {r['preset']}: "
+    for r in [r for r in rows if str(r.get("step", "")).startswith("benchmark-video")]:
+        print(f"{r['step']} {Path(r['clip']).name} {r['width']}x{r['height']} batch {r['batch']} {r['preset']}: "
               f"model {r['model_fps']}, codec {r['codec_fps']}, end to end {r['e2e_fps']} frames/s")
     for r in rows:
         step = str(r.get("step", ""))
