@@ -19,7 +19,7 @@ import numpy as np
 from .backends import open_backend
 from .colorizer import Colorizer
 from .config import check_size
-from .encoding import RAW_ENCODER, choose_encoder, output_bits
+from .encoding import choose_encoder, output_bits, video_output_suffix
 from .errors import ResourceError, UsageError
 from .export.onnx import sample_gray_images
 from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, InferConfig
@@ -129,7 +129,7 @@ def benchmark_video(src: str | os.PathLike[str], weights: str | os.PathLike[str]
                            "backend": colorizer.backend.name, "device": dev, "batch": cfg.batch_size,
                            "codec": cfg.codec, "crf": cfg.crf, "preset": cfg.encoder_preset}
     with tempfile.TemporaryDirectory(prefix="scgan-vbench-") as td:
-        suffix = ".mkv" if cfg.codec == RAW_ENCODER else ".mp4"
+        suffix = video_output_suffix(Path(src), cfg.codec)
         rep = colorize_video(src, Path(td) / f"codec{suffix}", None, cfg)
         res["frames"] = rep.frames_out
         res["codec_fps"] = rep.fps

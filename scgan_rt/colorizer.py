@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .backends import Backend, BackendOptions, open_backend
+from .backends import Backend, BackendOptions, infer_via_numpy, open_backend
 from .color import chroma_from_prediction, luma_of, merge_luminance, to_network
 from .errors import ModelError
 from .images import STRIP_ROWS, LoadedImage
@@ -76,12 +76,9 @@ class Colorizer:
         infer_tensor = getattr(self.backend, "infer_tensor", None)
         if getattr(self.backend, "compiled", False) and tuple(small.shape) not in self._shapes:
             return self._first_compiled_call(small)
-        if infer_tensor is not None:  # device tensors in and out
-            rgb, sal = infer_tensor(small)
-            return rgb.to(self.device).float(), (sal.to(self.device).float() if sal is not None else None)
-        rgb_np, sal_np = self.backend.infer(small.detach().cpu().numpy())  # a plugin speaking numpy
-        return (torch.from_numpy(rgb_np).to(self.device),
-                torch.from_numpy(sal_np).to(self.device) if sal_np is not None else None)
+        # Device tensors in and out, or host arrays for a plugin that only has ``infer``.
+        rgb, sal = infer_tensor(small) if infer_tensor is not None else infer_via_numpy(self.backend.infer, small)
+        return rgb.to(self.device).float(), (sal.to(self.device).float() if sal is not None else None)
 
     def _first_compiled_call(self, small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """A new batch shape compiles a graph: its time is shown as the compile cost."""

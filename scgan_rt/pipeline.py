@@ -54,7 +54,7 @@ class Report:
     video_seconds: float = 0.0
     seconds: float = 0.0
     backend: str = ""
-    batch: int = 0  # frames per network call (--batch-size, or what auto chose)
+    photo_batch: int = 0  # photos per network call (--batch-size, or what auto chose)
     compile_seconds: float = 0.0  # first calls of a compiled network (--compile)
     report: str = ""  # the HTML report's path, with --report
     skipped_unsupported: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found in folders
@@ -84,7 +84,8 @@ class Report:
             "total": self.total, "done": len(self.done), "skipped_existing": len(self.skipped_existing),
             "skipped_color": len(self.skipped_color), "failed": [{"path": p, "error": e} for p, e in self.failed],
             "seconds": round(self.seconds, 3), "images_per_s": round(self.images_per_s, 3), "backend": self.backend,
-            "photo_batch": self.batch, "compile_seconds": round(self.compile_seconds, 3), "outputs": self.done, "video_frames": self.frames,
+            "photo_batch": self.photo_batch, "compile_seconds": round(self.compile_seconds, 3), "outputs": self.done,
+            "video_frames": self.frames,
             "video_fps": round(self.frames / self.video_seconds, 3) if self.video_seconds else None,
             "skipped_unsupported": _by_reason(self.skipped_unsupported),
             "failed_before": [{"path": p, "error": e} for p, e in self.failed_before],
@@ -330,7 +331,8 @@ class _Run:
         self.unsupported = list(unsupported)
         self.on_progress, self.on_frame = on_progress, on_frame
         self.rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
-        self.batch = self.rep.batch = colorizer.batch_for(cfg.size ** 2)  # photos merge in strips: the network dominates
+        # Photos merge in strips: the network's side decides what a batch costs.
+        self.batch = self.rep.photo_batch = colorizer.batch_for(cfg.size ** 2)
         self.pending: list[tuple[Job, LoadedImage]] = []
         self.journal_lock = threading.Lock()  # writer threads journal their outputs too
         self.finished = 0

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -41,6 +41,15 @@ class Backend(Protocol):
     # Optional: ``infer_tensor(x: torch.Tensor) -> (rgb, saliency | None)`` with tensors on
     # ``device``. Backends that have it keep frames on the device end to end; the colorizer
     # falls back to ``infer`` (numpy on the host) for those that do not.
+
+
+def infer_via_numpy(infer: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]], x: Any) -> tuple[Any, Any]:
+    """``infer_tensor`` for a backend (or a path of one) that takes host arrays: the torch
+    tensor ``x`` goes through ``infer`` and the results come back as CPU tensors."""
+    import torch
+
+    rgb, sal = infer(x.detach().float().cpu().numpy())
+    return torch.from_numpy(rgb), (torch.from_numpy(sal) if sal is not None else None)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ModelError, ResourceError, UsageError
 from ..export.onnx import cached_onnx, load_onnx, onnx_info
-from . import BackendOptions, BackendSpec, device_index, register
+from . import BackendOptions, BackendSpec, device_index, infer_via_numpy, register
 
 
 def physical_cores() -> int:
@@ -128,8 +128,7 @@ class OnnxRuntimeBackend:
         import torch
 
         if self.device == "cpu" or not x.is_cuda:
-            rgb, sal = self.infer(x.detach().float().cpu().numpy())
-            return torch.from_numpy(rgb), (torch.from_numpy(sal) if sal is not None else None)
+            return infer_via_numpy(self.infer, x)
         x = x.float().contiguous()
         n, _, h, w = x.shape
         sess = self._session(int(w))

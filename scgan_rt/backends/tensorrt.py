@@ -20,7 +20,7 @@ from ..export.engine import (DEFAULT_PROFILE, DEFAULT_WORKSPACE_GIB, build_comma
                              engine_cache_name, engine_dir, gpu_identity, import_tensorrt, read_engine_file,
                              torch_cuda, trt_major)
 from ..export.onnx import cached_onnx, onnx_info
-from . import BackendOptions, BackendSpec, device_index, register
+from . import BackendOptions, BackendSpec, device_index, infer_via_numpy, register
 
 
 # --------------------------------------------------------------------------- runner
@@ -245,10 +245,7 @@ class TensorRTBackend:
         """Device tensors in and out (torch with CUDA); through ``infer`` otherwise."""
         runner = self._runner(int(x.shape[-1]))
         if runner.buf is not None:
-            import torch
-
-            rgb, sal = self.infer(x.detach().cpu().numpy())
-            return torch.from_numpy(rgb), (torch.from_numpy(sal) if sal is not None else None)
+            return infer_via_numpy(self.infer, x)
         outs = runner.infer_tensor(x)
         return outs["rgb"], (outs.get("saliency") if self.with_saliency else None)
 
