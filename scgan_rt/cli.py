@@ -424,7 +424,7 @@ def evaluate_cmd(
                                 "truth per photo, a CCI histogram and PSNR/SSIM against the gray baseline."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
-    """PSNR, SSIM, CCI mean and CCI ratio of the model vs the grayscale baseline (paper Table I)."""
+    """PSNR, SSIM, CCI (paper Table I), CIEDE2000 and hue hit rate of the model vs the grayscale baseline."""
     import numpy as np
 
     from .colorizer import Colorizer
@@ -453,12 +453,13 @@ def evaluate_cmd(
     from rich.table import Table
 
     t = Table(title=f"{res['images']} photos at {size}x{size} (ground-truth CCI mean {res['ground_truth_cci_mean']})")
-    for col in ("", "PSNR dB", "SSIM", "SSIM (dr=2, paper)", "CCI mean", "CCI in [16,20]"):
+    for col in ("", "PSNR dB", "SSIM", "SSIM (dr=2, paper)", "CCI mean", "CCI in [16,20]", "CIEDE2000",
+                "hue hit rate"):
         t.add_column(col)
     for name, key in (("model", "model"), ("grayscale", "grayscale_baseline")):
         s = res[key]
         t.add_row(name, f"{s['psnr']:.3f}", f"{s['ssim']:.4f}", f"{s['ssim_dr2']:.4f}", f"{s['cci_mean']:.2f}",
-                  f"{100 * s['cci_ratio']:.1f}%")
+                  f"{100 * s['cci_ratio']:.1f}%", f"{s['ciede2000']:.2f}", f"{100 * s['hue_hit_rate']:.1f}%")
     out.print(t)
 
 
@@ -529,6 +530,15 @@ def train_cmd(
     log_every: int = typer.Option(T.log_every, "--log-every", help="TensorBoard scalars every N steps."),
     sample_every: int = typer.Option(T.sample_every, "--sample-every", help="TensorBoard image grids every N steps."),
     ckpt_every: int = typer.Option(1000, "--ckpt-every", help="Also checkpoint every N steps (0: epoch ends only)."),
+    gfn_net: Optional[str] = typer.Option(None, "--gfn-net", help="Global feature network: vgg16-gray (paper) or efficientnet-lite0 (ImageNet prior); default: the preset's."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="U-Net encoder: scgan (paper) or efficientnet-lite0 (ImageNet prior); default: the preset's."),
+    prior_freeze_steps: int = typer.Option(T.prior_freeze_steps, "--prior-freeze-steps", help="Keep the pretrained prior frozen for the first N steps."),
+    prior_lr_scale: float = typer.Option(T.prior_lr_scale, "--prior-lr-scale", help="The prior's learning rate as a fraction of the generator's."),
+    perceptual_net: str = typer.Option(T.perceptual_net, "--perceptual-net", help="vgg16 (paper; needs the file) or efficientnet-lite0 (from the [train] extra)."),
+    perceptual_stage1: bool = typer.Option(T.perceptual_stage1, "--perceptual-stage1", help="Use the perceptual loss in stage 1 too."),
+    lambda_perceptual: float = typer.Option(T.lambda_perceptual, "--lambda-perceptual", help="Weight of the perceptual loss (paper: 5)."),
+    ab_class: float = typer.Option(T.lambda_ab_class, "--ab-class", help="Weight of the rebalanced ab-bin classification loss (Zhang et al. 2016; 0: off)."),
+    colorfulness_w: float = typer.Option(T.lambda_colorfulness, "--colorfulness", help="Weight of |CF(pred) - CF(truth)| (0: off)."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
     """Train SCGAN: stage 1, stage 2 (--init), or GFN pretraining; resumable, torchrun-aware."""
@@ -539,8 +549,13 @@ def train_cmd(
                          max_steps=max_steps, max_minutes=max_minutes, seed=seed, workers=workers, amp=amp,
                          use_attention=not no_attention, use_gan=not no_gan, use_perceptual=not no_perceptual,
                          gan_mode=gan_mode, pixel_loss=pixel_loss, d_norm=d_norm, no_noise=no_noise,
-                         log_every=log_every, sample_every=sample_every, ema_decay=ema, hflip=hflip)
-    mcfg = preset(preset_name, in_channels=in_channels, use_gfn=not no_gfn)
+                         log_every=log_every, sample_every=sample_every, ema_decay=ema, hflip=hflip,
+                         prior_freeze_steps=prior_freeze_steps, prior_lr_scale=prior_lr_scale,
+                         perceptual_net=perceptual_net, perceptual_stage1=perceptual_stage1,
+                         lambda_perceptual=lambda_perceptual,
+                         lambda_ab_class=ab_class, lambda_colorfulness=colorfulness_w)
+    arch = {k: v for k, v in (("gfn_net", gfn_net), ("encoder", encoder)) if v is not None}
+    mcfg = preset(preset_name, in_channels=in_channels, use_gfn=not no_gfn, **arch)
     result = train(tcfg, mcfg, data, out_dir, saliency_dir=saliency_dir, input_dir=paired_input, init=init,
                    gfn_weights=None if (no_gfn_pretrain or no_gfn) else gfn_weights,
                    perceptual_weights=perceptual_weights, resume=resume, device=device, ckpt_every=ckpt_every)

@@ -121,13 +121,35 @@ def merge_luminance(y_full: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
     return (y + _gamut_t(y, delta) * delta).clamp(0, 1)
 
 
-def colorfulness(rgb255: torch.Tensor) -> torch.Tensor:
+def colorfulness(rgb255: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """Hasler & Suesstrunk colourfulness ``M`` per image, on the 0-255 RGB scale.
 
-    ``rgb255``: ``N x 3 x H x W``. Returns ``N`` values (std with ddof=0, as the paper's CCI)."""
-    r, g, b = rgb255[:, 0].double(), rgb255[:, 1].double(), rgb255[:, 2].double()
+    ``rgb255``: ``N x 3 x H x W``. Returns ``N`` values (std with ddof=0, as the paper's CCI).
+    Computed in float64 unless the input is float32 (training, where ``eps`` > 0 keeps the
+    square roots differentiable at a flat gray image)."""
+    x = rgb255 if rgb255.dtype == torch.float32 else rgb255.double()
+    r, g, b = x[:, 0], x[:, 1], x[:, 2]
     rg = (r - g).flatten(1)
     yb = (0.5 * (r + g) - b).flatten(1)
-    std = torch.sqrt(rg.var(1, unbiased=False) + yb.var(1, unbiased=False))
-    mean = torch.sqrt(rg.mean(1) ** 2 + yb.mean(1) ** 2)
+    std = torch.sqrt(rg.var(1, unbiased=False) + yb.var(1, unbiased=False) + eps)
+    mean = torch.sqrt(rg.mean(1) ** 2 + yb.mean(1) ** 2 + eps)
     return std + 0.3 * mean
+
+
+# sRGB (D65) -> CIE XYZ, and the D65 white point: for Lab, which the colour-accuracy metrics
+# (CIEDE2000, hue) and the ab-bin classification loss are defined in.
+SRGB_TO_XYZ = torch.tensor([[0.412453, 0.357580, 0.180423],
+                            [0.212671, 0.715160, 0.072169],
+                            [0.019334, 0.119193, 0.950227]], dtype=torch.float64)
+D65_WHITE = (0.950456, 1.0, 1.088754)
+
+
+def rgb_to_lab(rgb01: torch.Tensor) -> torch.Tensor:
+    """CIE L*a*b* (D65) of sRGB in [0, 1], ``N x 3 x H x W``."""
+    x = rgb01.clamp(0, 1)
+    lin = torch.where(x > 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)
+    xyz = _apply(SRGB_TO_XYZ.to(lin), lin) / torch.tensor(D65_WHITE, dtype=lin.dtype,
+                                                          device=lin.device).view(3, 1, 1)
+    f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12) ** (1 / 3), 7.787 * xyz + 16 / 116)
+    fx, fy, fz = f.unbind(-3)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], -3)

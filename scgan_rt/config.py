@@ -26,6 +26,12 @@ def check_size(size: int, flag: str = "--size") -> int:
     return int(size)
 
 
+PRIOR = "efficientnet-lite0"
+GFN_NETS = ("vgg16-gray", PRIOR)
+ENCODERS = ("scgan", PRIOR)
+PERCEPTUAL_NETS = ("vgg16", PRIOR)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     preset: str = "scgan"
@@ -35,8 +41,16 @@ class ModelConfig:
     out_channels: int = 3  # RGB through tanh, as in the paper
     start_channels: int = 64
     latent_channels: int = 128  # saliency branch width
-    # Global feature network (VGG-16-Gray). Off = the paper's "w/o GFN" ablation.
+    # Global feature network. Off = the paper's "w/o GFN" ablation.
     use_gfn: bool = True
+    # Which network: the paper's VGG-16-Gray (trained from scratch here) or the ImageNet-
+    # pretrained EfficientNet-Lite0 (scgan_rt/backbone.py), whose 1280-channel head joins
+    # the 8x8 bottleneck (at 256 input) where the paper's GFN does.
+    gfn_net: str = "vgg16-gray"
+    # The U-Net's encoder: the paper's stride-2 convs, or the pretrained EfficientNet-Lite0
+    # whose /2 ... /32 features become the skips (a DeOldify/DDColor-style pretrained-encoder
+    # U-Net). With both set to the prior, one network serves both (see docs/decisions.md).
+    encoder: str = "scgan"
     # Saliency branch. Off = the paper's "w/o attention" ablation.
     use_saliency: bool = True
     # The paper puts spectral norm on the discriminators only; the authors' code also
@@ -75,13 +89,27 @@ class ModelConfig:
             raise UsageError(f"width must be in (0, 4], got {self.width}")
         if self.d_norm not in ("bn", "in", "none"):
             raise UsageError(f"d_norm must be bn|in|none, got {self.d_norm!r}")
+        if self.gfn_net not in GFN_NETS:
+            raise UsageError(f"gfn_net must be one of {', '.join(GFN_NETS)}, got {self.gfn_net!r}")
+        if self.encoder not in ENCODERS:
+            raise UsageError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        if self.uses_prior and self.in_channels != 1:
+            raise UsageError(f"the pretrained {PRIOR} takes gray input (in_channels 1), got {self.in_channels}")
         return self
+
+    @property
+    def uses_prior(self) -> bool:
+        """Whether the generator holds the ImageNet-pretrained EfficientNet-Lite0."""
+        return self.encoder == PRIOR or (self.use_gfn and self.gfn_net == PRIOR)
 
 
 PRESETS: dict[str, ModelConfig] = {
     "scgan": ModelConfig(preset="scgan", width=1.0),
     # Same topology at a quarter of the channels: 3.7 M generator parameters, for CPUs/edge.
     "scgan-lite": ModelConfig(preset="scgan-lite", width=0.25, d_channels=32),
+    # scgan-lite's decoder on the ImageNet-pretrained EfficientNet-Lite0 (encoder and global
+    # features; docs/decisions.md has the measurements behind the choice).
+    "scgan-prior": ModelConfig(preset="scgan-prior", width=0.25, d_channels=32, encoder=PRIOR, gfn_net=PRIOR),
 }
 
 
@@ -130,6 +158,21 @@ class TrainConfig:
     log_every: int = 10  # TensorBoard scalars every N steps
     sample_every: int = 200  # TensorBoard image grids every N steps
     ema_decay: float = 0.0  # >0: also keep an EMA of the generator's weights and export that (train/ema.py)
+    # The pretrained prior (ModelConfig.encoder / gfn_net = efficientnet-lite0): frozen for
+    # the first N steps, then fine-tuned at this fraction of the generator's learning rate.
+    prior_freeze_steps: int = 0
+    prior_lr_scale: float = 0.1
+    # Perceptual features: torchvision's VGG-16 (the paper; a file must be given) or the
+    # frozen ImageNet EfficientNet-Lite0 from the [train] extra. The paper uses it in stage
+    # 2 only; perceptual_stage1 adds it to stage 1 too.
+    perceptual_net: str = "vgg16"
+    perceptual_stage1: bool = False
+    # Against L1's desaturation (both off in the paper's recipe):
+    # classification over quantised Lab ab bins with class rebalancing (Zhang et al. 2016),
+    # an auxiliary head on the 1/4-resolution decoder level ...
+    lambda_ab_class: float = 0.0
+    # ... and a bounded colourfulness term |CF(pred) - CF(truth)| (Hasler & Suesstrunk 2003).
+    lambda_colorfulness: float = 0.0
     gfn_lr: float = 0.01  # GFN classifier pretraining: SGD as in the authors' pre-train code
     gfn_momentum: float = 0.9
     gfn_weight_decay: float = 5e-4
@@ -151,6 +194,12 @@ class TrainConfig:
             raise UsageError(f"--pixel-loss must be l1 or l2, got {self.pixel_loss!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UsageError(f"--ema must be in [0, 1), got {self.ema_decay}")
+        if self.perceptual_net not in PERCEPTUAL_NETS:
+            raise UsageError(f"--perceptual-net must be one of {', '.join(PERCEPTUAL_NETS)}, got {self.perceptual_net!r}")
+        if self.lambda_ab_class < 0 or self.lambda_colorfulness < 0 or self.prior_freeze_steps < 0:
+            raise UsageError("--ab-class, --colorfulness and --prior-freeze-steps must be >= 0")
+        if not 0 <= self.prior_lr_scale <= 1:
+            raise UsageError(f"--prior-lr-scale must be in [0, 1], got {self.prior_lr_scale}")
         if self.load_size and self.load_size < self.crop:
             raise UsageError(f"--load-size ({self.load_size}) must be >= --crop ({self.crop})")
         return self

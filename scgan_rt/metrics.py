@@ -10,6 +10,12 @@ images in [0, 1]. The authors' old scikit-image silently used data_range=2 for f
 which inflates SSIM; ``ssim_dr2`` reproduces that number for comparison with Table I.
 CCI is Hasler & Suesstrunk's colourfulness on 0-255 RGB; "CCI ratio" is the share of
 images whose CCI lies in [16, 20] inclusive.
+
+Colour accuracy (not in the paper, which has no hue metric): mean CIEDE2000 (Sharma, Wu &
+Dalal 2005) against the truth in CIE Lab (D65), and the **hue hit rate**: of the clearly
+coloured truth pixels (C*ab >= 20), the share whose prediction has chroma >= 10 and a hue
+within 45 degrees of the truth's, pooled over all pixels of all photos. The grayscale
+baseline scores 0 there by construction.
 """
 from __future__ import annotations
 
@@ -25,12 +31,15 @@ import torch
 from PIL import Image
 from scipy.ndimage import uniform_filter
 
-from .color import colorfulness, luma_of
+from .color import colorfulness, luma_of, rgb_to_lab
 from .errors import InputError
 from .images import is_supported
 from .reading import frac, open_input, plane, source_colour, working_format
 
 CCI_RANGE = (16.0, 20.0)
+HUE_MIN_TRUTH_CHROMA = 20.0
+HUE_MIN_PRED_CHROMA = 10.0
+HUE_TOLERANCE_DEG = 45.0
 
 
 def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
@@ -66,6 +75,58 @@ def cci(rgb01: np.ndarray) -> float:
     return float(colorfulness(torch.from_numpy(rgb255).permute(2, 0, 1)[None])[0])
 
 
+def lab_of(rgb01: np.ndarray) -> np.ndarray:
+    """CIE Lab (D65) of an ``H x W x 3`` sRGB image in [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(rgb01, dtype=np.float64)).permute(2, 0, 1)[None]
+    return rgb_to_lab(t)[0].permute(1, 2, 0).numpy()
+
+
+def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+    """CIEDE2000 colour difference per pixel (kL = kC = kH = 1), ``... x 3`` Lab arrays."""
+    L1, a1, b1 = np.moveaxis(lab1, -1, 0)
+    L2, a2, b2 = np.moveaxis(lab2, -1, 0)
+    cbar = (np.hypot(a1, b1) + np.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - np.sqrt(cbar ** 7 / (cbar ** 7 + 25.0 ** 7)))
+    a1p, a2p = (1 + g) * a1, (1 + g) * a2
+    c1p, c2p = np.hypot(a1p, b1), np.hypot(a2p, b2)
+    h1p = np.degrees(np.arctan2(b1, a1p)) % 360
+    h2p = np.degrees(np.arctan2(b2, a2p)) % 360
+    dh = h2p - h1p
+    dh = np.where(dh > 180, dh - 360, np.where(dh < -180, dh + 360, dh))
+    dh = np.where(c1p * c2p == 0, 0, dh)
+    dL, dC = L2 - L1, c2p - c1p
+    dH = 2 * np.sqrt(c1p * c2p) * np.sin(np.radians(dh) / 2)
+    Lbar, Cbar = (L1 + L2) / 2, (c1p + c2p) / 2
+    hsum = h1p + h2p
+    hbar = np.where(np.abs(h1p - h2p) > 180, np.where(hsum < 360, hsum + 360, hsum - 360), hsum) / 2
+    hbar = np.where(c1p * c2p == 0, hsum, hbar)
+    t = (1 - 0.17 * np.cos(np.radians(hbar - 30)) + 0.24 * np.cos(np.radians(2 * hbar))
+         + 0.32 * np.cos(np.radians(3 * hbar + 6)) - 0.20 * np.cos(np.radians(4 * hbar - 63)))
+    sl = 1 + 0.015 * (Lbar - 50) ** 2 / np.sqrt(20 + (Lbar - 50) ** 2)
+    sc, sh = 1 + 0.045 * Cbar, 1 + 0.015 * Cbar * t
+    rt = -2 * np.sqrt(Cbar ** 7 / (Cbar ** 7 + 25.0 ** 7)) * np.sin(np.radians(60 * np.exp(-(((hbar - 275) / 25) ** 2))))
+    return np.sqrt((dL / sl) ** 2 + (dC / sc) ** 2 + (dH / sh) ** 2 + rt * (dC / sc) * (dH / sh))
+
+
+def hue_hits(lab_pred: np.ndarray, lab_truth: np.ndarray) -> tuple[int, int]:
+    """(hits, clearly coloured truth pixels) of the hue hit rate."""
+    ct = np.hypot(lab_truth[..., 1], lab_truth[..., 2])
+    cp = np.hypot(lab_pred[..., 1], lab_pred[..., 2])
+    coloured = ct >= HUE_MIN_TRUTH_CHROMA
+    dh = np.degrees(np.arctan2(lab_pred[..., 2], lab_pred[..., 1]) - np.arctan2(lab_truth[..., 2], lab_truth[..., 1]))
+    dh = np.abs((dh + 180) % 360 - 180)
+    hit = coloured & (cp >= HUE_MIN_PRED_CHROMA) & (dh <= HUE_TOLERANCE_DEG)
+    return int(hit.sum()), int(coloured.sum())
+
+
+def photo_scores(out: np.ndarray, truth: np.ndarray, lab_truth: np.ndarray) -> tuple[float, ...]:
+    """(PSNR, SSIM, SSIM dr=2, CCI, mean CIEDE2000, hue hits, coloured pixels) of one photo."""
+    lab = lab_of(out)
+    hits, coloured = hue_hits(lab, lab_truth)
+    return (psnr(out, truth), ssim(out, truth, 1.0), ssim(out, truth, 2.0), cci(out),
+            float(ciede2000(lab, lab_truth).mean()), hits, coloured)
+
+
 @dataclass
 class Scores:
     psnr: float
@@ -73,16 +134,19 @@ class Scores:
     ssim_dr2: float
     cci_mean: float
     cci_ratio: float
+    ciede2000: float
+    hue_hit_rate: float
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(float(v), 4) for k, v in self.__dict__.items()}
 
 
-def _summarise(rows: list[tuple[float, float, float, float]]) -> Scores:
+def _summarise(rows: list[tuple[float, ...]]) -> Scores:
     a = np.array(rows, dtype=np.float64)
     cc = a[:, 3]
     in_range = (cc >= CCI_RANGE[0]) & (cc <= CCI_RANGE[1])
-    return Scores(a[:, 0].mean(), a[:, 1].mean(), a[:, 2].mean(), cc.mean(), in_range.mean())
+    hue = a[:, 5].sum() / max(a[:, 6].sum(), 1.0)
+    return Scores(a[:, 0].mean(), a[:, 1].mean(), a[:, 2].mean(), cc.mean(), in_range.mean(), a[:, 4].mean(), hue)
 
 
 def load_eval_photo(path: Path, size: int = 256) -> np.ndarray:
@@ -114,13 +178,15 @@ def evaluate(folder: str | os.PathLike[str], colorize: Callable[[np.ndarray], np
         gray = luma_of(gt)
         pred = colorize(gray)
         base = np.repeat(gray[..., None], 3, axis=2)
+        lab_gt = lab_of(gt)
         for out, rows in ((pred, model_rows), (base, base_rows)):
-            rows.append((psnr(out, gt), ssim(out, gt, 1.0), ssim(out, gt, 2.0), cci(out)))
+            rows.append(photo_scores(out, gt, lab_gt))
         gt_cci.append(cci(gt))
         if on_item:
-            (p, s, _, c), (bp, bs, _, _) = model_rows[-1], base_rows[-1]
-            on_item(f, gray, pred, gt, {"psnr": p, "ssim": s, "cci": c, "gray_psnr": bp, "gray_ssim": bs,
-                                        "truth_cci": gt_cci[-1]})
+            m, b = model_rows[-1], base_rows[-1]
+            on_item(f, gray, pred, gt, {"psnr": m[0], "ssim": m[1], "cci": m[3], "ciede2000": m[4],
+                                        "hue_hit_rate": m[5] / max(m[6], 1), "gray_psnr": b[0], "gray_ssim": b[1],
+                                        "gray_ciede2000": b[4], "truth_cci": gt_cci[-1]})
         if on_progress:
             on_progress(i + 1, len(files))
     if not model_rows:

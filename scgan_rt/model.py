@@ -15,7 +15,8 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.nn.utils.parametrizations import spectral_norm
 
-from .config import ModelConfig
+from .backbone import HEAD_CHANNELS, FEATURE_CHANNELS, EfficientNetLite
+from .config import PRIOR, ModelConfig
 
 
 class ConvBlock(nn.Sequential):
@@ -101,38 +102,72 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = cfg
         c, sn = cfg.ch, cfg.g_spectral_norm
-        self.gfn = GlobalFeatureNetwork(cfg) if cfg.use_gfn else None
-        gfn_ch = self.gfn.out_channels if self.gfn is not None else 0
+        self.gfn = GlobalFeatureNetwork(cfg) if (cfg.use_gfn and cfg.gfn_net == "vgg16-gray") else None
+        # The ImageNet prior: the encoder's skips and/or the global features (one network for both).
+        self.prior = EfficientNetLite() if cfg.uses_prior else None
+        prior_gfn = cfg.use_gfn and cfg.gfn_net == PRIOR
+        self.gfn_proj = ConvBlock(HEAD_CHANNELS, c(512), 1, 1, sn=sn) if prior_gfn else None
+        gfn_ch = (self.gfn.out_channels if self.gfn is not None else 0) + (c(512) if prior_gfn else 0)
         self.down1 = ConvBlock(cfg.in_channels, c(64), 7, 1, norm="none", sn=sn)
-        self.down2 = ConvBlock(c(64), c(128), 3, 2, sn=sn)
-        self.down3 = ConvBlock(c(128), c(256), 3, 2, sn=sn)
-        self.down4 = ConvBlock(c(256), c(512), 3, 2, sn=sn)
-        self.down5 = ConvBlock(c(512), c(512), 3, 2, sn=sn)
-        self.down6 = ConvBlock(c(512), c(512), 3, 2, sn=sn)
-        self.down7 = ConvBlock(c(512) + gfn_ch, c(512), 3, 2, sn=sn)
+        if cfg.encoder == "scgan":
+            self.down2 = ConvBlock(c(64), c(128), 3, 2, sn=sn)
+            self.down3 = ConvBlock(c(128), c(256), 3, 2, sn=sn)
+            self.down4 = ConvBlock(c(256), c(512), 3, 2, sn=sn)
+            self.down5 = ConvBlock(c(512), c(512), 3, 2, sn=sn)
+            self.down6 = ConvBlock(c(512), c(512), 3, 2, sn=sn)
+            skips = (c(64), c(128), c(256), c(512), c(512), c(512))
+        else:
+            skips = (c(64), *FEATURE_CHANNELS)
+        self.down7 = ConvBlock(skips[5] + gfn_ch, c(512), 3, 2, sn=sn)
         self.down8 = ConvBlock(c(512), c(512), 3, 2, sn=sn)
         self.down9 = ConvBlock(c(512), c(512), 3, 2, norm="none", sn=sn)
         self.up1 = ConvBlock(c(512), c(512), sn=sn, upsample=True)
         self.up2 = ConvBlock(2 * c(512), c(512), sn=sn, upsample=True)
         self.up3 = ConvBlock(2 * c(512), c(512), sn=sn, upsample=True)
-        self.up4 = ConvBlock(2 * c(512), c(512), sn=sn, upsample=True)
-        self.up5 = ConvBlock(2 * c(512), c(512), sn=sn, upsample=True)
-        self.up6 = ConvBlock(2 * c(512), c(256), sn=sn, upsample=True)
-        self.up7 = ConvBlock(2 * c(256), c(128), sn=sn, upsample=True)
-        self.up8 = ConvBlock(2 * c(128), c(64), sn=sn, upsample=True)
-        self.up9 = ConvBlock(2 * c(64), cfg.out_channels, norm="none", act="tanh", sn=sn)
+        self.up4 = ConvBlock(skips[5] + c(512), c(512), sn=sn, upsample=True)
+        self.up5 = ConvBlock(skips[4] + c(512), c(512), sn=sn, upsample=True)
+        self.up6 = ConvBlock(skips[3] + c(512), c(256), sn=sn, upsample=True)
+        self.up7 = ConvBlock(skips[2] + c(256), c(128), sn=sn, upsample=True)
+        self.up8 = ConvBlock(skips[1] + c(128), c(64), sn=sn, upsample=True)
+        self.up9 = ConvBlock(skips[0] + c(64), cfg.out_channels, norm="none", act="tanh", sn=sn)
         self.saliency = SaliencyBranch(cfg) if cfg.use_saliency else None
-        init_weights(self, skip=self.gfn)
+        init_weights(self, skip=(self.gfn, self.prior))
 
-    def forward(self, x: torch.Tensor, with_saliency: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def train(self, mode: bool = True) -> "Generator":
+        super().train(mode)
+        if self.prior is not None:
+            # Fine-tuning keeps the prior's ImageNet BatchNorm statistics: batches of 4 crops
+            # would replace them with noise.
+            for m in self.prior.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
+    def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The six skips (/1 ... /32) and the bottleneck input (skip /32 + global features)."""
         d1 = self.down1(x)
-        d2 = self.down2(d1)
-        d3 = self.down3(d2)
-        d4 = self.down4(d3)
-        d5 = self.down5(d4)
-        d6 = self.down6(d5)
+        head = None
+        if self.cfg.encoder == "scgan":
+            skips = [d1]
+            for down in (self.down2, self.down3, self.down4, self.down5, self.down6):
+                skips.append(down(skips[-1]))
+            if self.gfn_proj is not None:
+                head = self.prior.features(x, head=True)[1]
+        else:
+            feats, head = self.prior.features(x, head=self.gfn_proj is not None)
+            skips = [d1, *feats]
+        extra = [self.gfn(x)] if self.gfn is not None else []
+        if head is not None:
+            extra.append(self.gfn_proj(head))
         # Global features join the middle of the U-Net; the skip path keeps plain d6.
-        mid = d6 if self.gfn is None else torch.cat([d6, self.gfn(x)], 1)
+        mid = torch.cat([skips[5], *extra], 1) if extra else skips[5]
+        return skips, mid
+
+    def forward(self, x: torch.Tensor, with_saliency: bool = True,
+                with_u6: bool = False) -> tuple[torch.Tensor, ...]:
+        """``(rgb, saliency)``, plus the 1/4-resolution decoder level ``u6`` when asked (the
+        training-only colour-classification head reads it)."""
+        (d1, d2, d3, d4, d5, d6), mid = self.encode(x)
         d7 = self.down7(mid)
         d8 = self.down8(d7)
         d9 = self.down9(d8)
@@ -146,7 +181,7 @@ class Generator(nn.Module):
         u8 = self.up8(torch.cat([d2, u7], 1))
         rgb = self.up9(torch.cat([d1, u8], 1))
         sal = self.saliency(u5, u6, u7) if (with_saliency and self.saliency is not None) else None
-        return rgb, sal
+        return (rgb, sal, u6) if with_u6 else (rgb, sal)
 
 
 class PatchDiscriminator(nn.Module):
@@ -175,10 +210,10 @@ class PatchDiscriminator(nn.Module):
         return x
 
 
-def init_weights(module: nn.Module, skip: nn.Module | None = None) -> None:
-    """Paper §IV-A: N(0, 0.02) for conv weights, except the global feature network
+def init_weights(module: nn.Module, skip: tuple[nn.Module | None, ...] = ()) -> None:
+    """Paper §IV-A: N(0, 0.02) for conv weights, except the global feature networks
     (pretrained, or PyTorch's default when trained from scratch); BN weight N(1, 0.02)."""
-    skipped = set(id(m) for m in skip.modules()) if skip is not None else set()
+    skipped = {id(m) for s in skip if s is not None for m in s.modules()}
     for m in module.modules():
         if id(m) in skipped:
             continue
@@ -210,7 +245,7 @@ def fold_for_inference(model: nn.Module) -> nn.Module:
         if isinstance(m, nn.Conv2d) and parametrize.is_parametrized(m, "weight"):
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
     for blk in model.modules():
-        if isinstance(blk, ConvBlock):
+        if isinstance(blk, nn.Sequential):
             mods = list(blk)
             for i in range(len(mods) - 1):
                 if isinstance(mods[i], nn.Conv2d) and isinstance(mods[i + 1], nn.BatchNorm2d):

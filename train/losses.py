@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from scgan_rt.color import colorfulness
 from scgan_rt.errors import ModelError, UsageError
 from scgan_rt.weights import read_state_dict
 
@@ -115,3 +116,46 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             ft = self.features(target)
         return F.l1_loss(self.features(pred), ft)
+
+
+class EfficientNetPerceptualLoss(nn.Module):
+    """Eq. 5 with the frozen ImageNet EfficientNet-Lite0 in place of VGG-16 (no VGG file is
+    reachable offline): mean L1 over its /4, /8 and /16 feature maps, each divided by its
+    mean absolute value on the target so no level dominates. BN in eval mode, no gradients
+    into the network's weights."""
+
+    LEVELS = (1, 2, 3)  # indices into EfficientNetLite.features: /4, /8, /16
+
+    def __init__(self) -> None:
+        super().__init__()
+        from scgan_rt.backbone import EfficientNetLite, load_pretrained
+
+        self.net = load_pretrained(EfficientNetLite()).requires_grad_(False).eval()
+
+    def train(self, mode: bool = True) -> "EfficientNetPerceptualLoss":
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    def _feats(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats, _ = self.net.features(x, head=False)
+        return [feats[i] for i in self.LEVELS]
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            ft = self._feats(target)
+        fp = self._feats(pred)
+        return sum(F.l1_loss(a, b) / (b.abs().mean() + 1e-6) for a, b in zip(fp, ft)) / len(ft)
+
+
+def build_perceptual(net: str, weights: str | Path | None) -> nn.Module:
+    """The perceptual loss of ``TrainConfig.perceptual_net``."""
+    return EfficientNetPerceptualLoss() if net == "efficientnet-lite0" else PerceptualLoss(weights)
+
+
+def colorfulness_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """|CF(pred) - CF(truth)| on the 0-1 scale (the 0-255 figure / 255): pulls a washed-out
+    prediction towards the truth's colourfulness and, unlike DDColor's 1 - CF, never rewards
+    more colour than the photo has."""
+    cf = [colorfulness((x.float() + 1) * 127.5, eps=1e-3) / 255 for x in (pred, target)]
+    return (cf[0] - cf[1]).abs().mean().float()

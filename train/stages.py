@@ -26,6 +26,7 @@ class Stage:
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
     ema: ModelEma | None = None
+    step_index = 0  # optimiser steps done before this one (the loop sets it; resume-exact)
 
     def __init__(self, tcfg: TrainConfig, device: torch.device, dist: DistInfo) -> None:
         self.tcfg, self.device, self.dist = tcfg, device, dist
@@ -54,9 +55,20 @@ class ColorizationStage(Stage):
         second = tcfg.stage == "2"
         self.gan = second and tcfg.use_gan
         self.attn = tcfg.use_attention and mcfg.use_saliency
-        self.perceptual = L.PerceptualLoss(perceptual_weights).to(device) if (second and tcfg.use_perceptual) else None
+        if self.gen.prior is not None and not second:
+            from scgan_rt.backbone import load_pretrained
+
+            load_pretrained(self.gen.prior)  # ImageNet start; stage 2 and --resume overwrite it
+        use_p = tcfg.use_perceptual and (second or tcfg.perceptual_stage1)
+        self.perceptual = L.build_perceptual(tcfg.perceptual_net, perceptual_weights).to(device) if use_p else None
+        self.ab_loss = None
+        if tcfg.lambda_ab_class:
+            from .abclass import AbClassLoss
+
+            self.ab_loss = AbClassLoss(mcfg.ch(256)).to(device)
+            self.modules["ab_head"] = self.ab_loss
         lr_g = tcfg.lr_g_stage2 if second else tcfg.lr_g
-        self.optimizers = {"g": _adam(self.gen.parameters(), lr_g, tcfg)}
+        self.optimizers = {"g": _adam(self._g_param_groups(lr_g), lr_g, tcfg)}
         self.critics: list[nn.Module] = []
         if self.gan:
             self.d_c = PatchDiscriminator(mcfg).to(device)
@@ -73,6 +85,18 @@ class ColorizationStage(Stage):
         self.schedulers = {k: torch.optim.lr_scheduler.StepLR(o, tcfg.lr_halve_every, gamma)
                            for k, o in self.optimizers.items()}
 
+    def _g_param_groups(self, lr: float) -> list[dict[str, Any]]:
+        """The pretrained prior learns at ``prior_lr_scale`` of the rest (fine-tuning)."""
+        prior = list(self.gen.prior.parameters()) if self.gen.prior is not None else []
+        ids = {id(p) for p in prior}
+        rest = [p for p in self.gen.parameters() if id(p) not in ids]
+        if self.ab_loss is not None:
+            rest += list(self.ab_loss.parameters())
+        groups: list[dict[str, Any]] = [{"params": rest, "lr": lr}]
+        if prior:
+            groups.append({"params": prior, "lr": lr * self.tcfg.prior_lr_scale})
+        return groups
+
     def _critic_pairs(self, rgb: torch.Tensor, sal: torch.Tensor, fake: torch.Tensor,
                       fsal: torch.Tensor | None) -> list[tuple[nn.Module, torch.Tensor, torch.Tensor]]:
         """(critic, real, fake): D_c sees colour images, D_A attention-weighted ones."""
@@ -85,8 +109,10 @@ class ColorizationStage(Stage):
         t = self.tcfg
         gray, rgb, sal = (batch[k].to(self.device, non_blocking=True) for k in ("gray", "rgb", "sal"))
         logs: dict[str, float] = {}
+        if self.gen.prior is not None:
+            self.gen.prior.requires_grad_(self.step_index >= t.prior_freeze_steps)
         with self.autocast:
-            fake, fsal = self.gen(gray, with_saliency=self.attn)
+            fake, fsal, u6 = self.gen(gray, with_saliency=self.attn, with_u6=True)
         if self.gan:
             # Critic step(s): n_critic = 1 in the paper's code. Critics get gradients only here.
             for d in self.critics:
@@ -124,6 +150,7 @@ class ColorizationStage(Stage):
                 l_p = self.perceptual(fake.float(), rgb)
                 loss_g = loss_g + t.lambda_perceptual * l_p
                 logs["loss_perceptual"] = l_p.item()
+            loss_g = loss_g + self._colour_losses(fake, rgb, u6, logs)
         self.optimizers["g"].zero_grad(set_to_none=True)
         loss_g.backward()
         average_gradients([self.gen], self.dist)
@@ -134,6 +161,20 @@ class ColorizationStage(Stage):
         self._last = (gray[:1].detach(), fake[:1].detach(), rgb[:1], sal[:1],
                       None if fsal is None else fsal[:1].detach())
         return logs
+
+    def _colour_losses(self, fake: torch.Tensor, rgb: torch.Tensor, u6: torch.Tensor,
+                       logs: dict[str, float]) -> torch.Tensor:
+        """The terms against L1's desaturation (zero unless their weights are set)."""
+        t, total = self.tcfg, torch.zeros((), device=fake.device)
+        if self.ab_loss is not None:
+            l_c = self.ab_loss(u6, rgb)
+            total = total + t.lambda_ab_class * l_c
+            logs["loss_ab_class"] = l_c.item()
+        if t.lambda_colorfulness:
+            l_cf = L.colorfulness_loss(fake, rgb)
+            total = total + t.lambda_colorfulness * l_cf
+            logs["loss_colorfulness"] = l_cf.item()
+        return total
 
     def export_generator(self) -> nn.Module:
         """What the run ships: the weight average when one is kept."""

@@ -29,7 +29,8 @@ from .monitor import Monitor
 
 # Settings that must not change across --resume (the rest, e.g. budgets, may).
 RESUME_FIXED = ("stage", "batch_size", "crop", "seed", "gan_mode", "pixel_loss", "use_gan", "use_attention",
-                "use_perceptual", "load_size", "input_noise_std", "hflip")
+                "use_perceptual", "load_size", "input_noise_std", "hflip", "perceptual_net", "perceptual_stage1",
+                "lambda_ab_class")
 
 
 def pick_device(name: str, dist: D.DistInfo) -> torch.device:
@@ -132,7 +133,7 @@ def _model_config(tcfg: TrainConfig, mcfg: ModelConfig, src: _Sources,
         mcfg = dataclasses.replace(mcfg, d_norm=tcfg.d_norm)
     if not tcfg.use_attention:
         mcfg = dataclasses.replace(mcfg, use_saliency=False)
-    if tcfg.stage == "2" and tcfg.use_perceptual:
+    if (tcfg.stage == "2" or tcfg.perceptual_stage1) and tcfg.use_perceptual and tcfg.perceptual_net == "vgg16":
         from .losses import find_vgg_weights
 
         find_vgg_weights(src.perceptual_weights)  # fail before scanning data or computing saliency
@@ -277,6 +278,7 @@ class _Loop:
         tcfg, monitor = self.tcfg, self.monitor
         assert monitor is not None
         for batch in loader:
+            self.stage.step_index = self.step
             logs = self.stage.step(batch)
             self.step += 1
             self.batch_in_epoch += 1
