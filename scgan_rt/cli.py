@@ -41,7 +41,7 @@ I = InferConfig  # option defaults are the settings' own field defaults
 T = TrainConfig
 BACKEND_CHOICES = "|".join(backend_names())
 DEVICE_CHOICES = "auto|cpu|cuda|cuda:N"
-MODEL_HELP = "'default' (the bundled model), its preset name, or a weights/ONNX/engine file."
+MODEL_HELP = "'default', a bundled model's name (scgan-lite-v1 ...), or a weights/ONNX/engine file."
 
 
 def _plain_type(param: Any, ctx: Any) -> Optional[str]:

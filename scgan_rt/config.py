@@ -29,7 +29,7 @@ def check_size(size: int, flag: str = "--size") -> int:
 PRIOR = "efficientnet-lite0"
 GFN_NETS = ("vgg16-gray", PRIOR)
 ENCODERS = ("scgan", PRIOR)
-PERCEPTUAL_NETS = ("vgg16", PRIOR)
+PERCEPTUAL_NETS = ("auto", "vgg16", PRIOR)
 
 
 @dataclass(frozen=True)
@@ -162,10 +162,11 @@ class TrainConfig:
     # the first N steps, then fine-tuned at this fraction of the generator's learning rate.
     prior_freeze_steps: int = 0
     prior_lr_scale: float = 0.1
-    # Perceptual features: torchvision's VGG-16 (the paper; a file must be given) or the
-    # frozen ImageNet EfficientNet-Lite0 from the [train] extra. The paper uses it in stage
-    # 2 only; perceptual_stage1 adds it to stage 1 too.
-    perceptual_net: str = "vgg16"
+    # Perceptual features: torchvision's VGG-16 (the paper; needs its file) or the frozen
+    # ImageNet EfficientNet-Lite0 from the [train] extra; "auto": VGG-16 when its file is
+    # given or cached, else EfficientNet-Lite0. The paper uses it in stage 2 only;
+    # perceptual_stage1 adds it to stage 1 too.
+    perceptual_net: str = "auto"
     perceptual_stage1: bool = False
     # Against L1's desaturation (both off in the paper's recipe):
     # classification over quantised Lab ab bins with class rebalancing (Zhang et al. 2016),

@@ -24,7 +24,13 @@ from .errors import ModelError, ScganError, UsageError
 from .model import Generator, build_generator, count_parameters
 
 FORMAT = "scgan-rt-generator"
-DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "scgan-lite-default.safetensors"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+# Models shipped inside the package, by name. The first is the default; every older default
+# stays reachable by its name (``--model scgan-lite-v1``), and a bundled file's preset name
+# resolves to it too (``--model scgan-lite``).
+BUNDLED = {"scgan-lite-v1": "scgan-lite-v1.safetensors"}
+DEFAULT_MODEL = next(iter(BUNDLED))
+DEFAULT_WEIGHTS = WEIGHTS_DIR / BUNDLED[DEFAULT_MODEL]
 
 
 @dataclass
@@ -49,16 +55,27 @@ def default_weights() -> Path | None:
     return DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else None
 
 
+def bundled_models() -> dict[str, Path]:
+    """Name -> file of every model this build ships (the default first)."""
+    return {n: WEIGHTS_DIR / f for n, f in BUNDLED.items() if (WEIGHTS_DIR / f).is_file()}
+
+
 def resolve_weights(model: str | os.PathLike[str] | None) -> Path:
-    """``None`` or ``"default"``: the bundled model; the bundled model's preset name (e.g.
-    ``"scgan-lite"``): the same; anything else: a weights/ONNX/engine file path."""
-    bundled = default_weights()
+    """``None`` or ``"default"``: the default model; a bundled model's name (``scgan-lite-v1``)
+    or its preset's name (``scgan-lite``): that file; anything else: a weights/ONNX/engine path."""
     name = None if model is None else str(model)
-    if name in (None, "default") or (bundled is not None and name == _bundled_preset(bundled)):
+    if name in (None, "default"):
+        bundled = default_weights()
         if bundled is None:
             raise ModelError("no default model is bundled with this build; pass --model W.safetensors "
                              "(create one with `scgan-rt model init --preset scgan-lite -o W.safetensors`)")
         return bundled
+    shipped = bundled_models()
+    if name in shipped:
+        return shipped[name]
+    for path in shipped.values():
+        if name == _bundled_preset(path):
+            return path
     if name in PRESETS:
         raise ModelError(f"no {name} weights are bundled; pass a weights file (train one with `scgan-rt train`)")
     return Path(name)  # type: ignore[arg-type]

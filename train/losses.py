@@ -80,7 +80,8 @@ def find_vgg_weights(path: str | Path | None) -> Path:
     if cached.is_file():
         return cached
     raise UsageError(f"perceptual loss needs ImageNet VGG-16 weights (not downloadable here): put torchvision's "
-                     f"{VGG16_URL_FILE} in {cached.parent}, pass --perceptual-weights PATH, or pass --no-perceptual")
+                     f"{VGG16_URL_FILE} in {cached.parent}, pass --perceptual-weights PATH, use "
+                     f"--perceptual-net efficientnet-lite0, or pass --no-perceptual")
 
 
 class PerceptualLoss(nn.Module):

@@ -93,7 +93,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: Path, out: Path, *, salien
     dist = D.init_from_env(probe.type)
     console = Console(stderr=True, quiet=quiet or not dist.is_main)
     try:
-        tcfg = tcfg.validate()
+        tcfg = _resolve_perceptual(tcfg.validate(), src)
         ckpt = load_checkpoint(src.ckpt_path) if resume else None
         mcfg, init_w = _model_config(tcfg, mcfg, src, ckpt)
         ds, sampler, files = _data(tcfg, mcfg, src, dist, console)
@@ -133,11 +133,32 @@ def _model_config(tcfg: TrainConfig, mcfg: ModelConfig, src: _Sources,
         mcfg = dataclasses.replace(mcfg, d_norm=tcfg.d_norm)
     if not tcfg.use_attention:
         mcfg = dataclasses.replace(mcfg, use_saliency=False)
-    if (tcfg.stage == "2" or tcfg.perceptual_stage1) and tcfg.use_perceptual and tcfg.perceptual_net == "vgg16":
-        from .losses import find_vgg_weights
-
-        find_vgg_weights(src.perceptual_weights)  # fail before scanning data or computing saliency
     return mcfg.validate(), init_w
+
+
+def _resolve_perceptual(tcfg: TrainConfig, src: _Sources) -> TrainConfig:
+    """Pick the perceptual network for ``auto`` and check its weights exist, before any data
+    is scanned or saliency computed."""
+    if not (tcfg.use_perceptual and (tcfg.stage == "2" or tcfg.perceptual_stage1)):
+        return tcfg
+    from scgan_rt.backbone import package_weights_file
+
+    from .losses import find_vgg_weights
+
+    net = tcfg.perceptual_net
+    if net == "auto":
+        try:
+            find_vgg_weights(src.perceptual_weights)
+            net = "vgg16"
+        except UsageError:
+            if src.perceptual_weights:
+                raise
+            net = "efficientnet-lite0"
+    if net == "vgg16":
+        find_vgg_weights(src.perceptual_weights)
+    else:
+        package_weights_file()
+    return dataclasses.replace(tcfg, perceptual_net=net)
 
 
 def _data(tcfg: TrainConfig, mcfg: ModelConfig, src: _Sources, dist: D.DistInfo,
