@@ -19,7 +19,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 photos="${1:-$here/../../../shared/data/photos/train_512}"
 run="${2:-runs/default}"
-m1="${3:-60}"
+m1="${3:-65}"
 m2="${4:-20}"
 mkdir -p "$run/data/train" "$run/data/val"
 for f in "$photos"/*; do
@@ -32,11 +32,12 @@ echo "train: $(ls "$run/data/train" | wc -l) photos, val: $(ls "$run/data/val" |
 scgan-rt saliency "$run/data/train" -o "$run/saliency"
 
 common=(--data "$run/data/train" --saliency-dir "$run/saliency" --batch-size 4 --crop 256 --load-size 288
-        --hflip --seed 0 --workers 1 --sample-every 200 --epochs 1000 COLOUR_FLAGS)
+        --hflip --seed 0 --workers 1 --sample-every 200 --epochs 1000)
+colour=(--colorfulness 0.3)
 scgan-rt train --stage 1 --preset scgan-prior --prior-freeze-steps 300 --out "$run/stage1" --max-minutes "$m1" \
-  "${common[@]}" --json | tee "$run/stage1.json"
+  "${common[@]}" "${colour[@]}" --json | tee "$run/stage1.json"
 scgan-rt train --stage 2 --init "$run/stage1/generator.safetensors" --out "$run/stage2" --max-minutes "$m2" \
-  --perceptual-net efficientnet-lite0 --lambda-perceptual 0.5 "${common[@]}" --json | tee "$run/stage2.json"
+  --perceptual-net efficientnet-lite0 --lambda-perceptual 0.5 "${common[@]}" "${colour[@]}" --json | tee "$run/stage2.json"
 
 scgan-rt evaluate "$run/data/val" --model "$run/stage1/generator.safetensors" --json > "$run/eval_stage1.json"
 scgan-rt evaluate "$run/data/val" --model "$run/stage2/generator.safetensors" --json > "$run/eval_stage2.json"

@@ -14,28 +14,50 @@ import os
 import platform
 from pathlib import Path
 
-from scgan_rt.weights import DEFAULT_WEIGHTS, load_generator, save_weights
+from scgan_rt.weights import WEIGHTS_DIR, load_generator, save_weights
 
 
 def _load(p: Path) -> dict:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
+def _recipe(tc: dict, stage: str) -> str:
+    extras = [x for x, on in (("random horizontal flips", tc.get("hflip")),
+                              (f"colourfulness term x{tc.get('lambda_colorfulness')}", tc.get("lambda_colorfulness")),
+                              (f"ab-class term x{tc.get('lambda_ab_class')}", tc.get("lambda_ab_class")),
+                              (f"EMA {tc.get('ema_decay')} of the generator", tc.get("ema_decay"))) if on]
+    text = "stage 1 L1+attention"
+    if stage == "2":
+        gan = "LSGAN" if tc.get("gan_mode") == "lsgan" else "WGAN-GP"
+        perc = f", {tc.get('perceptual_net')} perceptual x{tc.get('lambda_perceptual')}" if tc.get("use_perceptual") else ""
+        text += f", stage 2 {gan} with D_c and D_A{perc}"
+    return text + (f"; {', '.join(extras)}" if extras else "")
+
+
+def _departures(cfg, tc: dict) -> list[str]:
+    """Where the shipped model departs from the paper's recipe."""
+    out = []
+    if cfg.encoder != "scgan" or (cfg.use_gfn and cfg.gfn_net != "vgg16-gray"):
+        out.append("ImageNet EfficientNet-Lite0 as the U-Net encoder and global features instead of VGG-16-Gray "
+                   "(no VGG-16 weights offline; docs/decisions.md)")
+    elif not tc.get("gfn_weights"):
+        out.append("no GFN pretraining (no ImageNet)")
+    if tc.get("perceptual_net") == "efficientnet-lite0":
+        out.append("perceptual loss on EfficientNet-Lite0 features instead of VGG-16 relu3_3")
+    elif not tc.get("use_perceptual", True):
+        out.append("no perceptual loss")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("--stage", default="2", choices=("1", "2"))
-    ap.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
+    ap.add_argument("--out", type=Path, default=WEIGHTS_DIR / "scgan-prior.safetensors")
     a = ap.parse_args()
     gen, w = load_generator(a.run / f"stage{a.stage}" / "generator.safetensors")
     tc = json.loads(w.metadata.get("provenance", "{}")).get("train_config", {})
-    if a.stage == "1":
-        recipe = "stage 1 L1+attention"
-    else:
-        gan = "LSGAN" if tc.get("gan_mode") == "lsgan" else "WGAN-GP"
-        extras = [x for x, on in (("random horizontal flips", tc.get("hflip")),
-                                  (f"EMA {tc.get('ema_decay')} of the generator", tc.get("ema_decay"))) if on]
-        recipe = f"stage 1 L1+attention, stage 2 {gan} with D_c and D_A" + (f", {', '.join(extras)}" if extras else "")
+    recipe = _recipe(tc, a.stage)
     stages = {s: _load(a.run / f"stage{s}.json") for s in ("1", "2")}
     evals = {s: _load(a.run / f"eval_stage{s}.json") for s in ("1", "2")}
     ev = evals[a.stage]
@@ -43,19 +65,20 @@ def main() -> None:
     n_train = len(list((a.run / "data" / "train").iterdir()))
     m, b = ev.get("model", {}), ev.get("grayscale_baseline", {})
     prov = {
-        "summary": (f"scgan-lite trained on {n_train} photos; val PSNR {m.get('psnr', float('nan')):.2f} dB "
+        "summary": (f"{gen.cfg.preset} trained on {n_train} photos; val PSNR {m.get('psnr', float('nan')):.2f} dB "
                     f"(gray {b.get('psnr', float('nan')):.2f}), SSIM {m.get('ssim', float('nan')):.4f} "
                     f"(gray {b.get('ssim', float('nan')):.4f}), CCI {m.get('cci_mean', float('nan')):.1f}"),
         "recipe": f"train/recipes/default-model.sh ({recipe})",
-        "training_data": {"source": "shared data set photos/train_512 (gcompris-qt-data, opencv-doc, hugin-data, "
-                                    "scikit-image, libjxl-testdata; licenses in its MANIFEST.md)",
+        "training_data": {"source": "shared data set photos/train_512 (gcompris-qt-data, opencv-doc, scratch, "
+                                    "kphotoalbum, enlightenment-data, lxqt-themes, hugin-data, scikit-image, "
+                                    "libjxl-testdata; licenses in its MANIFEST.md)",
                           "photos": n_train},
         "validation": {"photos": len(val), "split_file": "train/recipes/default_val_split.txt",
                        "metrics": {f"stage{s}": evals[s] for s in evals if evals[s]}},
         "stages": {f"stage{s}": {k: stages[s].get(k) for k in ("steps", "epochs_done", "stopped", "wallclock_s",
                                                             "images_per_s", "final_losses")} for s in stages},
         "shipped_stage": a.stage,
-        "ablations": ["no perceptual loss (no ImageNet VGG-16 offline)", "no GFN pretraining (no ImageNet)"],
+        "ablations": _departures(gen.cfg, tc),
         "seed": 0,
         "compute": f"{platform.machine()} CPU, {os.cpu_count()} cores, Python {platform.python_version()}, no GPU",
         "storage": "fp16 (upcast to fp32 on load)",
