@@ -757,11 +757,5 @@ def exit_code_after_signal(code: int) -> int:
     return EXIT_TERMINATED if sig == signal.SIGTERM else EXIT_INTERRUPTED
 
 
-def main() -> None:
-    from .__main__ import main as entry
-
-    entry()
-
-
 if __name__ == "__main__":
-    main()
+    run()

@@ -203,3 +203,12 @@ def test_openmp_spin_is_shortened_unless_the_user_chose():
                         "import torch; print(os.environ['GOMP_SPINCOUNT'])"], capture_output=True, text=True,
                        env={k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")})
     assert r.stdout.strip() == OMP_SPIN
+
+
+def test_no_import_cycle_between_cli_and_entry_point():
+    """The entry point imports the CLI, never the other way round (zero import cycles)."""
+    import grimp
+
+    graph = grimp.build_graph("scgan_rt")
+    assert graph.find_shortest_chain(importer="scgan_rt.__main__", imported="scgan_rt.cli") is not None
+    assert graph.find_shortest_chain(importer="scgan_rt.cli", imported="scgan_rt.__main__") is None
