@@ -295,7 +295,7 @@ def colorize_cmd(
                                 "(into -o, else NAME_preview/ beside the video)."),
     segment_seconds: float = typer.Option(I.segment_seconds, "--segment-seconds", help="Films at least twice this "
                                           "long are done in resumable segments of about this length (0: never)."),
-    compare: bool = typer.Option(I.compare, "--compare", help="Write gray | colour side by side (NAME_compare), photos and videos."),
+    compare: bool = typer.Option(I.compare, "--compare", help="Also write gray | colour side by side as NAME_compare.EXT beside each output."),
     report: bool = typer.Option(False, "--report", help="Also write report.html (a contact sheet) into the output folder."),
     shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help="Only this shard of the inputs (stable "
                                         "hash of each relative path), with its own journal; `status` merges them."),
@@ -322,8 +322,7 @@ def colorize_cmd(
                       preview=preview,
                       retry_failed=retry_failed, verify=verify, segment_seconds=segment_seconds).validate()
     skipped: list[tuple[str, str]] = []
-    jobs = plan_jobs(inputs, output, compare_tag="_compare" if compare else None, preview=bool(preview),
-                     codec=cfg.codec, skipped=skipped)
+    jobs = plan_jobs(inputs, output, preview=bool(preview), codec=cfg.codec, skipped=skipped)
     part = Shard.parse(shard)
     if part is not None:
         jobs = shard_jobs(jobs, part, cfg)

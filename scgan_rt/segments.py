@@ -24,10 +24,12 @@ from typing import Any
 
 import torch
 
+import numpy as np
+
 from .atomic import atomic_path
 from .colorizer import Colorizer
-from .encoding import add_side_streams, verify_output
-from .reading import VideoInfo, open_input, video_seconds
+from .encoding import add_side_streams, choose_encoder, fill_plane, output_bits, setup_output, verify_output
+from .reading import VideoInfo, open_input, plane, probe_video, video_seconds, working_format
 from .settings import InferConfig
 from .temporal import is_scene_cut
 from .video import Geometry, Span, VideoReport, colorize_video, prepare_frame
@@ -270,3 +272,49 @@ def _interleave(out: Any, video: Iterator[tuple[float, Any]], sides: Iterator[tu
         else:
             out.mux(s[1])
             s = next(sides, None)
+
+
+def compare_film(colour: Path, dst: Path, cfg: InferConfig) -> list[str]:
+    """``--compare`` for a film: gray | colour side by side in ``dst`` (atomic), made from the
+    finished colour output. Its luma is the source's, so one-piece, segmented and sharded
+    films get the same picture without a second pass through the network. Returns notes."""
+    import av
+
+    info = probe_video(colour, cfg.max_pixels)
+    codec, _ = choose_encoder(info.codec, cfg.codec)
+    cfg = cfg.replace(codec=codec)
+    pix_fmt, bits = output_bits(codec, info.bits)
+    geo = Geometry(info, bits)
+    frames = [0]
+    with open_input(colour) as inp, atomic_path(dst) as tmp:
+        with av.open(str(tmp), "w") as out:
+            streams = setup_output(out, inp, info, 2 * geo.w2, geo.h2, pix_fmt, cfg)
+            _interleave(out, _side_by_side_packets(colour, streams.video, geo, pix_fmt, frames),
+                        _side_packets(inp, streams))
+            for s in streams.reencoded.values():
+                out.mux(s.encode(None))
+        verify_output(tmp, frames[0], dst)
+    return streams.warnings
+
+
+def _side_by_side_packets(colour: Path, vout: Any, geo: Geometry, pix_fmt: str,
+                          count: list[int]) -> Iterator[tuple[float, Any]]:
+    """Encoded gray | colour frames; ``count[0]`` counts them."""
+    import av
+
+    tb = vout.time_base
+    with open_input(colour) as c:
+        v = c.streams.video[0]
+        for fr in c.decode(v):
+            f, _ = working_format(fr)
+            y, u, w = (geo.out_luma(plane(f, i)) for i in range(3))
+            mid = np.full_like(u, int(geo.c_mid))
+            frame = av.VideoFrame(2 * y.shape[1], y.shape[0], pix_fmt)
+            for p, a in zip(frame.planes, (np.hstack([y, y]), np.hstack([mid, u]), np.hstack([mid, w]))):
+                fill_plane(p, a)
+            frame.pts, frame.time_base, frame.color_range = fr.pts, v.time_base, fr.color_range
+            count[0] += 1
+            for p in vout.encode(frame):
+                yield float(p.dts * tb) if p.dts is not None else 0.0, p
+    for p in vout.encode(None):
+        yield float(p.dts * tb) if p.dts is not None else 0.0, p

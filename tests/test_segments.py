@@ -147,3 +147,12 @@ def test_ray_spreads_a_films_segments_and_the_driver_joins_it(tmp_path, tiny_wei
         assert not (out / ".film.mp4.segments").exists()
     finally:
         ray.shutdown()
+
+
+def test_compare_of_a_segmented_film_goes_beside_it_with_every_frame(runner, tmp_path, tiny_weights, film):
+    _colorize(runner, film, tmp_path / "seg.mp4", tiny_weights, "--segment-seconds", "2", "--compare")
+    seg, cmp = _streams(tmp_path / "seg.mp4"), _streams(tmp_path / "seg_compare.mp4")
+    assert cmp[0] == seg[0] and len(cmp[0]) == 150  # every frame, every pts
+    assert cmp[1] == seg[1]  # the audio, copied
+    with av.open(str(tmp_path / "seg_compare.mp4")) as c:
+        assert c.streams.video[0].width == 2 * 96

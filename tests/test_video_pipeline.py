@@ -233,11 +233,15 @@ def test_preview_and_compare(runner, tiny_weights, tmp_path, photos_dir):
     assert r.exit_code == 0, r.output
     pngs = sorted((tmp_path / "prev").glob("*.png"))
     assert [p.name for p in pngs] == [f"p_preview_0{i}.png" for i in (1, 2, 3)]
-    r = _run(runner, src, "-o", tmp_path / "cmp", "--compare", "--model", tiny_weights)
-    assert r.exit_code == 0, r.output
-    planes = decode_planes(tmp_path / "cmp" / "p_compare.mp4")
-    assert len(planes) == 20 and planes[0][1].shape == (64, 192)
-    assert np.abs(planes[0][2][:, :48].astype(int) - 128).max() <= 2  # left half stays gray
+    for out, colour in ((tmp_path / "cmp", tmp_path / "cmp" / "p.mp4"), (tmp_path / "film.mp4", tmp_path / "film.mp4")):
+        r = _run(runner, src, "-o", out, "--compare", "--model", tiny_weights)
+        assert r.exit_code == 0, r.output
+        assert decode_planes(colour)[0][1].shape == (64, 96)  # the colour film stays as it is
+        planes = decode_planes(colour.with_name(colour.stem + "_compare.mp4"))
+        assert len(planes) == 20 and planes[0][1].shape == (64, 192)
+        assert np.abs(planes[0][2][:, :48].astype(int) - 128).max() <= 2  # left half stays gray
+        y = planes[0][1].astype(int)
+        assert np.abs(y[:, :96] - y[:, 96:]).mean() < 2  # the same picture both sides (lossy encode)
 
 
 def _cli_subprocess(args, **kw):
