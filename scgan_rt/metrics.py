@@ -159,12 +159,30 @@ def _video_planes(path: Path) -> Iterable[tuple[float, np.ndarray, np.ndarray]]:
             raise InputError(f"cannot decode {path.name}: {e}") from None
 
 
+def _frame_size(path: Path) -> tuple[int, int]:
+    with open_input(path) as c:
+        if not c.streams.video:
+            raise InputError(f"no video stream in {path.name}")
+        cc = c.streams.video[0].codec_context
+        return int(cc.width), int(cc.height)
+
+
+def _check_same_frame_size(src: Path, out: Path) -> None:
+    """Refuse a pair of different pictures (a side-by-side copy, a rescaled file): their
+    figures would be meaningless. The output may carry the one-pixel pad of 4:2:0."""
+    (w, h), (wo, ho) = _frame_size(src), _frame_size(out)
+    if wo not in (w, w + w % 2) or ho not in (h, h + h % 2):
+        raise InputError(f"frame sizes differ: {src.name} is {w}x{h}, {out.name} is {wo}x{ho}; "
+                         f"compare a video with its own colorized version")
+
+
 def evaluate_video(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> dict[str, object]:
     """Compare a colorized video with its source: frame count, timing, luma fidelity,
     colourfulness and flicker (see ``temporal.py`` for the flicker definition)."""
     from .temporal import chroma_flicker, is_scene_cut
 
     src, out = Path(src), Path(out)
+    _check_same_frame_size(src, out)
     n = 0
     times_in: list[float] = []
     times_out: list[float] = []
@@ -200,6 +218,9 @@ def evaluate_video(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> 
             prev[key] = (y, uv)
     if n == 0:
         raise InputError(f"no comparable frames in {src.name} and {out.name}")
+    if n_in != n_out:
+        raise InputError(f"frame counts differ: {src.name} has {n_in} frames, {out.name} has {n_out}; "
+                         f"compare a video with its own colorized version")
     mse = luma_se / max(luma_n, 1)
     dt = np.abs(np.array(times_in) - np.array(times_out))
     return {

@@ -382,3 +382,17 @@ def test_truncated_faststart_file_keeps_what_decodes_and_says_so(runner, tiny_we
     assert 0 < n < 40
     assert any(f"only {n} of 40 frames could be decoded" in w for w in s["warnings"])
     assert len(decode_planes(tmp_path / "o.mp4")) == n and sha(cut) == before
+
+
+def test_evaluate_video_refuses_other_sizes_and_frame_counts(runner, tiny_weights, tmp_path, photos_dir):
+    still = noisy_still(photos_dir / "skimage__coffee.jpg", n=12, w=96, h=64)
+    src = write_clip(tmp_path / "src.mp4", still)
+    short = write_clip(tmp_path / "short.mp4", still[:9])
+    wide = write_clip(tmp_path / "wide.mp4", noisy_still(photos_dir / "skimage__coffee.jpg", n=12, w=192, h=64))
+    for other, words in ((wide, ["frame sizes differ", "src.mp4 is 96x64", "wide.mp4 is 192x64"]),
+                         (short, ["frame counts differ", "src.mp4 has 12 frames", "short.mp4 has 9"])):
+        r = runner.invoke(app, ["evaluate-video", str(src), str(other)])
+        assert r.exit_code == 3, r.output
+        line = r.output.strip()
+        assert "\n" not in line and all(w in line for w in words), line
+    assert runner.invoke(app, ["evaluate-video", str(src), str(src), "--json"]).exit_code == 0
