@@ -22,7 +22,7 @@ from .backends import names as backend_names
 from .export.engine import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GIB
 from .config import TrainConfig
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ScganError, Terminated, raise_if_signalled, signalled
-from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, InferConfig, parse_batch_size
+from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, PROGRESS_SECONDS, InferConfig, parse_batch_size
 from .version import __version__
 
 app = typer.Typer(
@@ -55,9 +55,22 @@ def _plain_type(param: Any, ctx: Any) -> Optional[str]:
     return inner[5:-1].upper() + "..." if inner.startswith("list[") else inner.upper()
 
 
-# Typer >= 0.20 renders annotations in the help's type column; there is no setting for it.
-typer.core.TyperArgument.display_type_rich = _plain_type  # type: ignore[method-assign]
+def _argument_type(param: Any, ctx: Any) -> Optional[str]:
+    """An argument's metavar already is its name: not twice (``INPUT INPUT``)."""
+    return None if param.metavar is not None else _plain_type(param, ctx)
+
+
+def _usage_name(param: Any) -> str:
+    """``INPUT...`` and ``[NAME]`` in the usage line, as click writes them (not ``{INPUT}...``)."""
+    name = param.display_name_raw if param.required else f"[{param.display_name_raw}]"
+    return name + ("..." if param.nargs != 1 else "")
+
+
+# Typer >= 0.20 renders annotations in the help's type column and braces required
+# arguments in the usage line; there is no setting for either.
+typer.core.TyperArgument.display_type_rich = _argument_type  # type: ignore[method-assign]
 typer.core.TyperOption.display_type_rich = _plain_type  # type: ignore[method-assign]
+typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[attr-defined]
 
 
 def _version(value: bool) -> None:
@@ -259,53 +272,75 @@ def _encoder_preset(encoder_preset: str, preset_alias: Optional[str]) -> str:
     return preset_alias
 
 
+# colorize --help panels (80 columns: short help here, the details in the README).
+IO, MODEL, COLOUR, VIDEO, LARGE, GPU = ("Input and output", "Model and device", "Colour", "Video", "Large jobs",
+                                        "GPU and speed")
+
+
 @app.command("colorize")
 @guarded
 def colorize_cmd(
-    inputs: list[Path] = typer.Argument(..., help="Image/video files and/or folders (recursive).", readable=False,
-                                        metavar="INPUT"),
+    inputs: list[Path] = typer.Argument(..., help="Photos, videos and/or folders (recursive).", readable=False,
+                                        metavar="INPUT", rich_help_panel=IO),
     output: Optional[Path] = typer.Option(
-        None, "-o", "--output", help="A file path for a single input, otherwise a folder mirroring the inputs. "
-        "Default: beside each input as NAME_colorized.EXT (a folder F goes to F_colorized/)."),
-    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
-    backend: str = typer.Option(I.backend, "--backend", metavar=BACKEND_CHOICES, help="Inference backend."),
-    device: str = typer.Option(I.device, "--device", metavar=DEVICE_CHOICES, help="Where the network runs."),
-    batch_size: str = typer.Option(I.batch_size, "--batch-size", help="Frames per network call: auto (from free "
-                                   "GPU memory on CUDA, 4 on the CPU) or a number."),
-    size: int = typer.Option(I.size, "--size", help="Network input size (a multiple of 256)."),
-    compile_net: bool = typer.Option(I.compile, "--compile", help="torch.compile the network (torch backend; the "
-                                     "first batch of each size pays the compile time, shown in the progress line)."),
-    io_threads: int = typer.Option(I.io_threads, "--io-threads", help="Threads decoding and encoding photos "
-                                   "(0: up to 4, one per core)."),
-    save_saliency: bool = typer.Option(I.save_saliency, "--save-saliency", help="Also write NAME_saliency.png (photos)."),
-    saturation: float = typer.Option(I.saturation, "--saturation", help="Scale the predicted colour around gray "
-                                     "(1 = as predicted; the model card lists measured PSNR/SSIM/CCI for 1.0/1.3/1.6)."),
-    overwrite: bool = typer.Option(I.overwrite, "--overwrite", help="Redo outputs that already exist."),
-    skip_color: bool = typer.Option(I.skip_color, "--skip-color", help="Skip photos that already have colour."),
-    force: bool = typer.Option(I.force, "--force", help="Recolorize videos that already have colour (skipped by default)."),
-    deinterlace: bool = typer.Option(I.deinterlace, "--deinterlace", help="Deinterlace interlaced videos (bwdif) "
-                                     "before colorizing; their luma is then the deinterlaced picture."),
-    codec: str = typer.Option(I.codec, "--codec", help="Video encoder: auto keeps the source's family (VP9, HEVC, AV1) where an encoder exists, else H.264; or libx264, libx265, libvpx-vp9, libsvtav1, ..."),
-    crf: int = typer.Option(I.crf, "--crf", help="Video quality (constant rate factor; lower is better)."),
-    encoder_preset: str = typer.Option(I.encoder_preset, "--encoder-preset", help="x264/x265 speed preset (ultrafast ... veryslow)."),
+        None, "-o", "--output", rich_help_panel=IO, help="A file for one input, else a folder mirroring the inputs. "
+        "Default: NAME_colorized.EXT beside each file, F_colorized/ for a folder F."),
+    overwrite: bool = typer.Option(I.overwrite, "--overwrite", rich_help_panel=IO, help="Redo existing outputs."),
+    compare: bool = typer.Option(I.compare, "--compare", rich_help_panel=IO,
+                                 help="Also write gray | colour as NAME_compare.EXT beside each output."),
+    save_saliency: bool = typer.Option(I.save_saliency, "--save-saliency", rich_help_panel=IO,
+                                       help="Also write NAME_saliency.png (photos)."),
+    report: bool = typer.Option(False, "--report", rich_help_panel=IO,
+                                help="Also write report.html: the output folder as a contact sheet."),
+    json_out: bool = typer.Option(False, "--json", rich_help_panel=IO, help="Print a JSON summary."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="NAME|FILE", rich_help_panel=MODEL,
+                                        help="default, a preset name, or a weights/ONNX/engine file."),
+    backend: str = typer.Option(I.backend, "--backend", metavar="NAME", rich_help_panel=MODEL,
+                                help=f"{', '.join(backend_names()[:-1])} or {backend_names()[-1]}."),
+    device: str = typer.Option(I.device, "--device", metavar="DEVICE", rich_help_panel=MODEL,
+                               help="auto, cpu, cuda or cuda:N."),
+    size: int = typer.Option(I.size, "--size", metavar="N", rich_help_panel=MODEL,
+                             help="Network input size, a multiple of 256."),
+    saturation: float = typer.Option(I.saturation, "--saturation", metavar="S", rich_help_panel=COLOUR,
+                                     help="Scale the colour around gray (1: as predicted)."),
+    skip_color: bool = typer.Option(I.skip_color, "--skip-color", rich_help_panel=COLOUR,
+                                    help="Skip photos that already have colour."),
+    force: bool = typer.Option(I.force, "--force", rich_help_panel=COLOUR,
+                               help="Recolorize colour videos (skipped otherwise)."),
+    codec: str = typer.Option(I.codec, "--codec", metavar="CODEC", rich_help_panel=VIDEO,
+                              help="auto (the source's family), libx264, libx265, libvpx-vp9, rawvideo, ..."),
+    crf: int = typer.Option(I.crf, "--crf", metavar="N", rich_help_panel=VIDEO, help="Quality (lower is better)."),
+    encoder_preset: str = typer.Option(I.encoder_preset, "--encoder-preset", metavar="PRESET", rich_help_panel=VIDEO,
+                                       help="x264/x265 speed: ultrafast ... veryslow."),
     preset_alias: Optional[str] = typer.Option(None, "--preset", hidden=True),
-    temporal_strength: float = typer.Option(
-        I.temporal_strength, "--temporal-strength", help="Video chroma smoothing over time in [0, 1); 0 turns it off."),
-    preview: int = typer.Option(I.preview, "--preview", help="Only write N evenly spaced colorized frames per video as PNG "
-                                "(into -o, else NAME_preview/ beside the video)."),
-    segment_seconds: float = typer.Option(I.segment_seconds, "--segment-seconds", help="Films at least twice this "
-                                          "long are done in resumable segments of about this length (0: never)."),
-    compare: bool = typer.Option(I.compare, "--compare", help="Also write gray | colour side by side as NAME_compare.EXT beside each output."),
-    report: bool = typer.Option(False, "--report", help="Also write report.html (a contact sheet) into the output folder."),
-    shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help="Only this shard of the inputs (stable "
-                                        "hash of each relative path), with its own journal; `status` merges them."),
-    retry_failed: bool = typer.Option(I.retry_failed, "--retry-failed", help="Redo items the journal says failed."),
-    verify: bool = typer.Option(I.verify, "--verify", help="Journal and compare inputs' sha256, not only size + mtime."),
-    ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|ADDRESS", help="Run on a Ray cluster (auto: the "
-                                      "running one, else a local instance). Needs scgan-rt[ray]."),
-    ray_workers: int = typer.Option(2, "--ray-workers", help="Ray actors, each holding one backend."),
-    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="GPUs per Ray actor (0: CPU actors)."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    temporal_strength: float = typer.Option(I.temporal_strength, "--temporal-strength", metavar="S",
+                                            rich_help_panel=VIDEO, help="Chroma smoothing over time, [0, 1); 0: off."),
+    deinterlace: bool = typer.Option(I.deinterlace, "--deinterlace", rich_help_panel=VIDEO,
+                                     help="Deinterlace interlaced videos first (bwdif)."),
+    preview: int = typer.Option(I.preview, "--preview", metavar="N", rich_help_panel=VIDEO,
+                                help="Only N colorized frames per video, as PNG."),
+    segment_seconds: float = typer.Option(I.segment_seconds, "--segment-seconds", metavar="S", rich_help_panel=VIDEO,
+                                          help="Resumable segments of a film twice as long (0: never)."),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", rich_help_panel=LARGE,
+                                        help="Only this share of the inputs; `status` merges the shards."),
+    retry_failed: bool = typer.Option(I.retry_failed, "--retry-failed", rich_help_panel=LARGE,
+                                      help="Redo items the journal says failed."),
+    verify: bool = typer.Option(I.verify, "--verify", rich_help_panel=LARGE,
+                                help="Check inputs' sha256, not only size + mtime."),
+    progress_every: float = typer.Option(PROGRESS_SECONDS, "--progress-every", metavar="S", rich_help_panel=LARGE,
+                                         help="A progress line every S seconds when not on a terminal (0: none)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|ADDRESS", rich_help_panel=LARGE,
+                                      help="Run on a Ray cluster; needs scgan-rt\\[ray]."),
+    ray_workers: int = typer.Option(2, "--ray-workers", metavar="N", rich_help_panel=LARGE,
+                                    help="Ray actors, each holding one backend."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", metavar="G", rich_help_panel=LARGE,
+                                          help="GPUs per Ray actor (0: CPU actors)."),
+    batch_size: str = typer.Option(I.batch_size, "--batch-size", metavar="auto|N", rich_help_panel=GPU,
+                                   help="Frames per network call (auto: from free memory)."),
+    compile_net: bool = typer.Option(I.compile, "--compile", rich_help_panel=GPU,
+                                     help="torch.compile the network (torch backend)."),
+    io_threads: int = typer.Option(I.io_threads, "--io-threads", metavar="N", rich_help_panel=GPU,
+                                   help="Photo decode/encode threads (0: up to 4)."),
 ) -> None:
     """Colorize photos and videos at their original resolution (luminance kept, chroma predicted)."""
     from .colorizer import Colorizer

@@ -19,6 +19,7 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 BENCH_BATCH = 1
 BENCH_ITERS = 20
 BENCH_SECONDS = 20.0  # stop timing after this long (at least 3 calls)
+PROGRESS_SECONDS = 10.0  # a plain progress line this often when stderr is not a terminal (logs)
 # ``--batch-size auto``: frames per network call on the CPU (throughput is flat beyond it,
 # memory is not) ...
 CPU_BATCH = 4

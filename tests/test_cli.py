@@ -1,6 +1,7 @@
 """End-to-end CLI checks: real photos in, full-resolution colour out, and every bad-input
 case of the foundation issue (one-line error, documented exit code, nothing lost)."""
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -196,3 +197,29 @@ def test_model_init_info_and_evaluate(runner, tmp_path, photos_dir, tiny_weights
     assert res["grayscale_baseline"]["cci_mean"] == 0.0
     r = runner.invoke(app, ["info", "--json"])
     assert r.exit_code == 0 and "backends" in json.loads(r.stdout)
+
+
+def test_colorize_help_reads_at_80_columns():
+    """The help a new user sees in an 80-column terminal: grouped, short, nothing cut or eaten."""
+    import re
+    import subprocess
+    import sys
+
+    from scgan_rt.backends import names
+
+    env = dict(os.environ, COLUMNS="80", TERMINAL_WIDTH="80")
+    r = subprocess.run([sys.executable, "-m", "scgan_rt", "colorize", "--help"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.rstrip().splitlines()
+    assert len(lines) <= 110 and max(len(line) for line in lines) <= 80, len(lines)
+    text = r.stdout
+    usage = next(line for line in lines if "Usage:" in line)
+    assert "INPUT..." in usage and "{" not in usage
+    for panel in ("Input and output", "Model and device", "Colour", "Video", "Large jobs", "GPU"):
+        assert f"─ {panel}" in text, panel
+    for metavar in ("NAME|FILE", "auto|N", "CODEC", "K/N"):
+        assert metavar in text, metavar
+    assert not re.search(r"\bSTR\b", text)  # no bare type placeholders
+    for word in [*names(), "libvpx-vp9", "NAME_compare.EXT", "scgan-rt[ray]"]:
+        assert word in text, word  # never wrapped mid-word, never eaten as markup

@@ -133,7 +133,7 @@ def test_file_output_for_several_inputs_is_a_usage_error(runner, tmp_path, tiny_
 
 def test_help_shows_choices_not_python_types():
     r = _cli(["colorize", "--help"], {"COLUMNS": "200"})
-    assert "auto|tensorrt|onnxruntime|torch" in r.stdout and "auto|cpu|cuda|cuda:N" in r.stdout
+    assert "auto, tensorrt, onnxruntime or torch" in r.stdout and "auto, cpu, cuda or cuda:N" in r.stdout
     assert "list[" not in r.stdout and "<" not in r.stdout
 
 
