@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, TypeVar
@@ -356,6 +357,7 @@ def colorize_cmd(
                       temporal_strength=temporal_strength, force=force, deinterlace=deinterlace, compare=compare,
                       preview=preview,
                       retry_failed=retry_failed, verify=verify, segment_seconds=segment_seconds).validate()
+    started = time.time()
     skipped: list[tuple[str, str]] = []
     jobs = plan_jobs(inputs, output, preview=bool(preview), codec=cfg.codec, skipped=skipped)
     part = Shard.parse(shard)
@@ -387,21 +389,23 @@ def colorize_cmd(
         journal.close()
     rep.note_unsupported(skipped)
     if report:
-        rep.report = str(_write_run_report(rep, jobs, output))
+        rep.report = str(_write_report(rep, jobs, output, root, started))
     _print_report(rep, json_out)
     if rep.exit_code:
         raise typer.Exit(rep.exit_code)
 
 
-def _write_run_report(rep: Any, jobs: list[Any], output: Optional[Path]) -> Path:
-    from .report import Sheet
+def _write_report(rep: Any, jobs: list[Any], output: Optional[Path], root: Optional[Path], since: float) -> Path:
+    """The output folder's report from its journal(s); a run without one gets a sheet of itself."""
+    from .report import Sheet, folder_report, run_summary
 
+    if root is not None and root.is_dir() and any(root.glob("journal*.jsonl")):
+        return folder_report(root, since)
     folder = output if output is not None and output.is_dir() else (output.parent if output is not None
                                                                      else jobs[0].dst.parent)
     sheet = Sheet(folder)
     sheet.add_run(rep, jobs)
-    summary = {k: v for k, v in rep.as_dict().items() if k not in ("outputs", "failed", "warnings")}
-    return sheet.write(f"scgan-rt colorize: {len(rep.done)} of {rep.total} written", summary)
+    return sheet.write(f"scgan-rt colorize: {len(rep.done)} of {rep.total} written", run_summary(rep))
 
 
 def _print_report(rep: Any, json_out: bool) -> None:
@@ -413,7 +417,9 @@ def _print_report(rep: Any, json_out: bool) -> None:
                   f"{len(rep.skipped_existing)} already done, {len(rep.skipped_color)} colour skipped, "
                   f"{len(rep.failed)} failed", highlight=False)
         for path in rep.done:
-            out.print(f"  -> {path}", highlight=False)
+            out.print(f"  -> {path}", highlight=False, soft_wrap=True)
+        if rep.report:
+            out.print(f"report: {rep.report}", highlight=False, soft_wrap=True)
     for w in rep.warnings:
         console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
     for path, err in rep.failed:
@@ -424,12 +430,17 @@ def _print_report(rep: Any, json_out: bool) -> None:
 @guarded
 def status_cmd(
     folder: Path = typer.Argument(..., help="An output folder of `colorize` (its journal)."),
+    report: bool = typer.Option(False, "--report", help="Also (re)write FOLDER/report.html from the journal(s)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Done / failed (with reasons) / pending / skipped, throughput and ETA of a (sharded) job."""
     from .journal import status
 
     s = status(folder)
+    if report:
+        from .report import folder_report
+
+        s["report"] = str(folder_report(folder))
     if json_out:
         print_json(s)
         return
@@ -443,6 +454,8 @@ def status_cmd(
         out.print(f"  failed: {f['input']}: {f['reason']}", highlight=False)
     if s["torn_lines"]:
         out.print(f"  torn journal lines ignored: {', '.join(s['torn_lines'])}", highlight=False)
+    if report:
+        out.print(f"report: {s['report']}", highlight=False, soft_wrap=True)
 
 
 @app.command("evaluate")

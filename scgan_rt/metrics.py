@@ -159,6 +159,18 @@ def _video_planes(path: Path) -> Iterable[tuple[float, np.ndarray, np.ndarray]]:
             raise InputError(f"cannot decode {path.name}: {e}") from None
 
 
+def colour_of(rgb: np.ndarray) -> dict[str, float]:
+    """What a colorized picture (``H x W x 3`` uint8) shows without ground truth: its mean
+    chroma (distance of BT.601 Cb/Cr from gray, 8-bit full-range code values; 0 is gray)
+    and its colourfulness (Hasler & Suesstrunk, the CCI of ``evaluate``)."""
+    x = rgb[..., :3].astype(np.float64)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * b
+    cci = colorfulness(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None])))
+    return {"mean chroma": float(np.sqrt(cb ** 2 + cr ** 2).mean()), "colourfulness": float(cci[0])}
+
+
 def _frame_size(path: Path) -> tuple[int, int]:
     with open_input(path) as c:
         if not c.streams.video:
