@@ -22,7 +22,8 @@ from rich.console import Console
 from .backends import names as backend_names
 from .export.engine import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GIB
 from .config import TrainConfig
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ScganError, Terminated, raise_if_signalled, signalled
+from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ScganError, Terminated, raise_if_signalled,
+                     resumable, signalled)
 from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, PROGRESS_SECONDS, InferConfig, parse_batch_size
 from .version import __version__
 
@@ -116,7 +117,12 @@ def guarded(fn: F) -> F:
 
 
 def _stop(terminated: bool) -> None:
-    console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/yellow]")
+    """The interrupt line says what was kept for the next run (``errors.resumable``)."""
+    from rich.markup import escape
+
+    kept = resumable()
+    console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/yellow]" +
+                  (f": {escape(kept)}" if kept else ""), highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
 
 
@@ -226,44 +232,99 @@ def model_info_cmd(
     out.print(f"provenance: {json.dumps(d['provenance'], sort_keys=True)}", highlight=False)
 
 
-def _progress() -> Any:
+def _progress(every: float = PROGRESS_SECONDS) -> Any:
+    """Live bars on a terminal; plain lines every ``every`` seconds in a log."""
+    if not console.is_terminal:
+        return _LogProgress(every)
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}", markup=False), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=console, transient=True)
 
 
+class _LogProgress:
+    """Progress where no terminal is (nohup, cron, a cluster job), the way ffmpeg and rsync
+    log it: per task one plain line every ``every`` seconds with done/planned, the rate of
+    this run's work and the ETA. Takes the calls of ``rich.progress.Progress`` that we use."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.tasks: list[dict[str, Any]] = []
+
+    def __enter__(self) -> "_LogProgress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def add_task(self, description: str, total: Optional[int] = None, **fields: Any) -> int:
+        self.tasks.append({"description": description, "total": total, "completed": 0, "shown": time.monotonic(),
+                           "speed": None, **fields})
+        return len(self.tasks) - 1
+
+    def update(self, task: int, **changes: Any) -> None:
+        t = self.tasks[task]
+        t.update(changes)
+        now = time.monotonic()
+        if self.every > 0 and now - t["shown"] >= self.every:
+            t["shown"] = now
+            sys.stderr.write(_log_line(t) + "\n")
+            sys.stderr.flush()
+
+
+def _log_line(t: dict[str, Any]) -> str:
+    done, total, speed = t["completed"], t["total"], t["speed"]
+    eta = "ETA -"
+    if total and speed:
+        eta = f"ETA {_duration(max(0, total - done) / speed)}"
+    parts = [f"{t['description'].strip()}: {done}/{total or '?'}", t.get("rate") or "-", eta]
+    return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 class _RunProgress:
-    """Files and video frames per second for ``colorize``'s progress bars."""
+    """Files and video frames per second for ``colorize``'s progress, counting only this
+    run's work (items and segments earlier runs finished are not in the rate)."""
 
     def __init__(self, prog: Any, colorizer: Any, total: int) -> None:
-        import time
-
         self.colorizer = colorizer
         backend = colorizer.backend.name + ("+compile" if colorizer.config.compile else "")
         self.prog, self.backend, self.clock = prog, backend, time.perf_counter
         self.t0 = self.clock()
-        self.task = prog.add_task(f"colorizing [{backend}]", total=total, rate="")
+        self.task = prog.add_task(f"colorizing ({backend})", total=total, rate="")
         self.vtask: Any = None
-        self.vt0: dict[str, float] = {}
+        self.vt0: dict[str, tuple[float, int]] = {}
 
-    def files(self, done: int, total: int) -> None:
+    def files(self, done: int, total: int, resumed: int = 0) -> None:
         dt = self.clock() - self.t0
-        self.prog.update(self.task, completed=done, rate=(f"{done / dt:.2f} files/s" if dt > 0 else "") + self._compiled())
+        speed = (done - resumed) / dt if dt > 0 and done > resumed else None
+        self.prog.update(self.task, completed=done, speed=speed,
+                         rate=(f"{speed:.2f} files/s" if speed else "") + self._compiled())
 
     def _compiled(self) -> str:
         s = self.colorizer.compile_seconds
         return f" (compiling took {s:.0f} s)" if s else ""
 
     def frames(self, name: str, done: int, total: int) -> None:
-        start = self.vt0.setdefault(name, self.clock())
+        start, first = self.vt0.setdefault(name, (self.clock(), done))
         if self.vtask is None:
             self.vtask = self.prog.add_task("", total=None, rate="")
-        fps = done / max(self.clock() - start, 1e-9)
-        self.prog.update(self.vtask, description=f"  {name} [{self.backend}]", completed=done, total=total or None,
-                         rate=f"{fps:.1f} frames/s" + self._compiled())
+        dt = self.clock() - start
+        fps = (done - first) / dt if dt > 0 and done > first else None
+        self.prog.update(self.vtask, description=f"  {name} ({self.backend})", completed=done, total=total or None,
+                         speed=fps, rate=(f"{fps:.1f} frames/s" if fps else "") + self._compiled())
+
+
+def note(text: str) -> None:
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def _encoder_preset(encoder_preset: str, preset_alias: Optional[str]) -> str:
@@ -374,17 +435,17 @@ def colorize_cmd(
 
         if ray_workers < 1 or gpus_per_worker < 0:
             raise UsageError("--ray-workers must be >= 1 and --gpus-per-worker >= 0")
-        with _progress() as prog:
-            task = prog.add_task("colorizing [ray]", total=len(jobs), rate="")
+        with _progress(progress_every) as prog:
+            task = prog.add_task("colorizing (ray)", total=len(jobs), rate="")
             rep = colorize_on_ray(jobs, cfg, weights, journal=journal, address=ray, workers=ray_workers,
                                   gpus_per_worker=gpus_per_worker,
                                   on_progress=lambda d, t: prog.update(task, completed=d))
     else:
         colorizer = Colorizer.open(cfg, weights)
-        with _progress() as prog:
+        with _progress(progress_every) as prog:
             bars = _RunProgress(prog, colorizer, len(jobs))
             rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames, journal=journal,
-                                 shard=part, unsupported=skipped)
+                                 shard=part, unsupported=skipped, on_note=note)
     if journal is not None:
         journal.close()
     rep.note_unsupported(skipped)
@@ -412,8 +473,12 @@ def _print_report(rep: Any, json_out: bool) -> None:
     if json_out:
         print_json(rep.as_dict())
     else:
-        frames = f", {rep.frames} video frames at {rep.frames / rep.video_seconds:.1f} frames/s" if rep.frames else ""
-        out.print(f"{len(rep.done)} written ({rep.images_per_s:.2f} files/s{frames}, backend {rep.backend}); "
+        # Rates of this run's work only: what earlier runs finished is counted apart.
+        rates = [f"{rep.images_per_s:.2f} files/s"] if rep.done else []
+        if rep.frames:
+            fps = f" at {rep.frames / rep.video_seconds:.1f} frames/s" if rep.video_seconds else ""
+            rates.append(f"{rep.frames} video frames{fps}")
+        out.print(f"{len(rep.done)} written ({', '.join(rates + [f'backend {rep.backend}'])}); "
                   f"{len(rep.skipped_existing)} already done, {len(rep.skipped_color)} colour skipped, "
                   f"{len(rep.failed)} failed", highlight=False)
         for path in rep.done:

@@ -276,15 +276,18 @@ def preflight_outputs(jobs: Sequence[Job]) -> None:
 
 
 def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig, *,
-                   on_progress: Callable[[int, int], None] | None = None,
+                   on_progress: Callable[[int, int, int], None] | None = None,
                    on_frame: Callable[[str, int, int], None] | None = None,
                    journal: Journal | None = None, shard: Shard | None = None,
-                   unsupported: Sequence[tuple[str, str]] = ()) -> Report:
+                   unsupported: Sequence[tuple[str, str]] = (),
+                   on_note: Callable[[str], None] | None = None) -> Report:
     """Colorize every job; a bad or too-large item is recorded in the report and the run
-    continues. ``on_frame(name, done, total)`` reports video progress. With a ``journal``
-    every item is recorded there (with the ``unsupported`` folder files, by reason) and what
-    it says is finished is skipped."""
-    return _Run(jobs, colorizer, cfg, on_progress, on_frame, journal, shard, unsupported).run()
+    continues. ``on_progress(finished, planned, finished_before)`` counts items (the last,
+    those earlier runs had finished, lets a rate count only this run's work);
+    ``on_frame(name, done, total)`` reports video progress; ``on_note`` hears what a film
+    resumes. With a ``journal`` every item is recorded there (with the ``unsupported``
+    folder files, by reason) and what it says is finished is skipped."""
+    return _Run(jobs, colorizer, cfg, on_progress, on_frame, journal, shard, unsupported, on_note).run()
 
 
 def settings_key(cfg: InferConfig, model_sha256: str) -> str:
@@ -329,12 +332,14 @@ def finished_before(job: Job, cfg: InferConfig, journal: Journal | None, rep: Re
 
 class _Run:
     def __init__(self, jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig,
-                 on_progress: Callable[[int, int], None] | None,
+                 on_progress: Callable[[int, int, int], None] | None,
                  on_frame: Callable[[str, int, int], None] | None, journal: Journal | None = None,
-                 shard: Shard | None = None, unsupported: Sequence[tuple[str, str]] = ()) -> None:
+                 shard: Shard | None = None, unsupported: Sequence[tuple[str, str]] = (),
+                 on_note: Callable[[str], None] | None = None) -> None:
         self.jobs, self.colorizer, self.cfg, self.journal, self.shard = jobs, colorizer, cfg, journal, shard
         self.unsupported = list(unsupported)
-        self.on_progress, self.on_frame = on_progress, on_frame
+        self.on_progress, self.on_frame, self.on_note = on_progress, on_frame, on_note
+        self.resumed = 0  # items earlier runs had finished
         self.rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
         # Photos merge in strips: the network's side decides what a batch costs.
         self.batch = self.rep.photo_batch = colorizer.batch_for(cfg.size ** 2)
@@ -382,6 +387,7 @@ class _Run:
         if self.cfg.preview and not is_video(job.src):
             return self._tick()  # preview mode only samples videos
         if not self.cfg.preview and finished_before(job, self.cfg, self.journal, self.rep):
+            self.resumed += 1
             return self._tick()
         self._remove_stale_partials(job.dst)
         if is_video(job.src):
@@ -408,7 +414,7 @@ class _Run:
     def _tick(self, n: int = 1) -> None:
         self.finished += n
         if self.on_progress:
-            self.on_progress(self.finished, len(self.jobs))
+            self.on_progress(self.finished, len(self.jobs), self.resumed)
 
     def _guarded(self, job: Job, fn: Callable[[Job], Any]) -> Any:
         """Run one item; its failure (bad input, out of memory) is the item's, not the run's."""
@@ -455,7 +461,8 @@ class _Run:
             key = self.journal.settings if self.journal else settings_key(cfg, str(self.colorizer.weights))
             shard = self.shard
             owns = (lambda i, rel=job.rel: shard.owns(f"{rel}#seg{i:04d}")) if shard else None
-            v = colorize_film(job.src, job.dst, self.colorizer, cfg, info, key, on_frame=progress, owns=owns)
+            v = colorize_film(job.src, job.dst, self.colorizer, cfg, info, key, on_frame=progress, owns=owns,
+                              on_note=self.on_note)
         else:
             v = colorize_video(job.src, job.dst, self.colorizer, cfg, info=info, on_frame=progress)
         if v.pending:

@@ -29,6 +29,7 @@ import numpy as np
 from .atomic import atomic_path
 from .colorizer import Colorizer
 from .encoding import add_side_streams, choose_encoder, fill_plane, output_bits, setup_output, verify_output
+from .errors import note_resumable, signalled
 from .reading import VideoInfo, open_input, plane, probe_video, video_seconds, working_format
 from .settings import InferConfig
 from .temporal import is_scene_cut
@@ -107,30 +108,32 @@ def _boundary(src: Path, info: VideoInfo, t: float, search: float, size: int) ->
 
 def colorize_film(src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferConfig, info: VideoInfo, key: str,
                   on_frame: Callable[[int, int], None] | None = None,
-                  owns: Callable[[int], bool] | None = None, join: bool = True) -> VideoReport:
+                  owns: Callable[[int], bool] | None = None, join: bool = True,
+                  on_note: Callable[[str], None] | None = None) -> VideoReport:
     """Colorize ``src`` into ``dst`` segment by segment, resuming finished segments.
 
     ``owns(i)`` says which segments this worker encodes (``--shard``: the others are other
     shards'); whoever finds every segment finished joins the film, under ``join.lock`` so
     that only one does (``join=False``: never, a Ray actor leaves that to the driver). A film
-    still waiting for other workers' segments comes back with ``pending`` set and no output."""
+    still waiting for other workers' segments comes back with ``pending`` set and no output.
+    ``on_frame(done, total)`` counts the whole film's frames (finished segments included);
+    ``on_note`` hears what is resumed. Interrupted, it notes what is kept (``errors.resumable``)."""
     t0 = time.perf_counter()
     work = work_dir(dst)
     work.mkdir(parents=True, exist_ok=True)
     plan = cached_plan(work, src, info, cfg, key)
     step = max(1, round(1 / (info.rate * info.time_base)))
     rep = VideoReport(output=str(dst), segments=len(plan))
-    for i, (a, b) in enumerate(plan):
-        seg, record = _segment_files(work, i, dst.suffix)
-        if _finished(seg, record, key) is not None or (owns is not None and not owns(i)):
-            continue
-        part = colorize_video(src, seg, colorizer, cfg, info=info, span=Span(a, b, max(0, a - WARMUP_FRAMES * step)),
-                              on_frame=on_frame)
-        rep.frames_encoded += part.frames_out
-        rep.scene_cuts += part.scene_cuts
-        rep.warnings += [w for w in part.warnings if w not in rep.warnings]
-        with atomic_path(record) as tmp:
-            tmp.write_text(json.dumps({"settings": key, "frames": part.frames_out, "start": a, "end": b}))
+    kept = [_finished(*_segment_files(work, i, dst.suffix), key) for i in range(len(plan))]
+    if on_note is not None and any(k is not None for k in kept):
+        on_note(f"resuming: {sum(k is not None for k in kept)} of {len(plan)} segments done ({dst.name})")
+    try:
+        _encode_segments(src, dst, colorizer, cfg, info, key, plan, kept, step, rep, on_frame, owns)
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt) or signalled() is not None:
+            done = sum(_finished(*_segment_files(work, i, dst.suffix), key) is not None for i in range(len(plan)))
+            note_resumable(f"{done} of {len(plan)} segments kept in {work}/; run the same command to resume")
+        raise
     counts = [_finished(*_segment_files(work, i, dst.suffix), key) for i in range(len(plan))]
     if not join or None in counts or not _take_join_lock(work):
         rep.pending = True
@@ -146,6 +149,29 @@ def colorize_film(src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferC
     shutil.rmtree(work, ignore_errors=True)
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def _encode_segments(src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferConfig, info: VideoInfo,
+                     key: str, plan: list[tuple[int, int | None]], kept: list[int | None], step: int,
+                     rep: VideoReport, on_frame: Callable[[int, int], None] | None,
+                     owns: Callable[[int], bool] | None) -> None:
+    """Encode the segments this worker owns that are not finished yet."""
+    work = work_dir(dst)
+    base = sum(k for k in kept if k is not None)  # frames finished so far, for film-wide progress
+    total = info.frames
+    for i, (a, b) in enumerate(plan):
+        seg, record = _segment_files(work, i, dst.suffix)
+        if kept[i] is not None or (owns is not None and not owns(i)):
+            continue
+        progress = (lambda d, t, b0=base: on_frame(b0 + d, total)) if on_frame else None
+        part = colorize_video(src, seg, colorizer, cfg, info=info, span=Span(a, b, max(0, a - WARMUP_FRAMES * step)),
+                              on_frame=progress)
+        base += part.frames_out
+        rep.frames_encoded += part.frames_out
+        rep.scene_cuts += part.scene_cuts
+        rep.warnings += [w for w in part.warnings if w not in rep.warnings]
+        with atomic_path(record) as tmp:
+            tmp.write_text(json.dumps({"settings": key, "frames": part.frames_out, "start": a, "end": b}))
 
 
 def _segment_files(work: Path, i: int, suffix: str) -> tuple[Path, Path]:

@@ -223,3 +223,17 @@ def test_colorize_help_reads_at_80_columns():
     assert not re.search(r"\bSTR\b", text)  # no bare type placeholders
     for word in [*names(), "libvpx-vp9", "NAME_compare.EXT", "scgan-rt[ray]"]:
         assert word in text, word  # never wrapped mid-word, never eaten as markup
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(runner, tiny_weights, gray_tree, tmp_path):
+    """A log (nohup, cron, a cluster job) gets plain lines: done/planned, this run's rate, ETA."""
+    import re
+
+    args = ["colorize", str(gray_tree), "-o", str(tmp_path / "out"), "--model", str(tiny_weights)]
+    r = runner.invoke(app, [*args, "--progress-every", "0.000001"])
+    assert r.exit_code == 0, r.output
+    lines = re.findall(r"colorizing \(\w+\): (\d)/4, ([\d.]+) files/s, ETA (\d+s)", r.output)
+    assert [int(d) for d, _, _ in lines] == [1, 2, 3, 4], r.output
+    assert "\x1b[" not in r.output  # plain text, no terminal codes
+    r = runner.invoke(app, [*args, "--overwrite", "--progress-every", "0"])
+    assert r.exit_code == 0 and "colorizing (" not in r.output, r.output
