@@ -18,6 +18,7 @@ from typing import Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape  # messages name files and extras such as scgan-rt[ray]: never markup
 
 from .backends import names as backend_names
 from .export.engine import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GIB
@@ -106,10 +107,10 @@ def guarded(fn: F) -> F:
             if os.environ.get("SCGAN_DEBUG"):
                 raise
             if isinstance(e, ScganError):
-                console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+                console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(e.exit_code) from None
             # A bug: say so in one line, keep the traceback for SCGAN_DEBUG=1.
-            console.print(f"[red]internal error:[/red] {type(e).__name__}: {e} (rerun with SCGAN_DEBUG=1 for a "
+            console.print(f"[red]internal error:[/red] {type(e).__name__}: {escape(str(e))} (rerun with SCGAN_DEBUG=1 for a "
                           f"traceback)", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_INTERNAL) from None
 
@@ -118,8 +119,6 @@ def guarded(fn: F) -> F:
 
 def _stop(terminated: bool) -> None:
     """The interrupt line says what was kept for the next run (``errors.resumable``)."""
-    from rich.markup import escape
-
     kept = resumable()
     console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/yellow]" +
                   (f": {escape(kept)}" if kept else ""), highlight=False, soft_wrap=True)
@@ -486,9 +485,9 @@ def _print_report(rep: Any, json_out: bool) -> None:
         if rep.report:
             out.print(f"report: {rep.report}", highlight=False, soft_wrap=True)
     for w in rep.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
     for path, err in rep.failed:
-        console.print(f"[red]failed:[/red] {err}", highlight=False, soft_wrap=True)
+        console.print(f"[red]failed:[/red] {escape(err)}", highlight=False, soft_wrap=True)
 
 
 @app.command("status")

@@ -3,6 +3,7 @@ case of the foundation issue (one-line error, documented exit code, nothing lost
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +238,16 @@ def test_progress_lines_when_stderr_is_not_a_terminal(runner, tiny_weights, gray
     assert "\x1b[" not in r.output  # plain text, no terminal codes
     r = runner.invoke(app, [*args, "--overwrite", "--progress-every", "0"])
     assert r.exit_code == 0 and "colorizing (" not in r.output, r.output
+
+
+def test_train_without_the_train_extra_names_the_command(runner, tmp_path, monkeypatch):
+    """A lean (colorize-only) install: TensorBoard lives in the `train` extra, which `dev` includes."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("tensorboard") for d in meta["dependencies"])
+    assert any(d.startswith("tensorboard") for d in meta["optional-dependencies"]["train"])
+    assert "scgan-rt[train]" in meta["optional-dependencies"]["dev"]
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
+    r = runner.invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2, r.output
+    assert " ".join(r.output.split()) == "error: training needs tensorboard (the train extra): pip install 'scgan-rt[train]'"
