@@ -11,18 +11,21 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape  # messages name files and extras such as scgan-rt[ray]: never markup
 
 from .backends import names as backend_names
 from .export.engine import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GIB
 from .config import TrainConfig
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ScganError, Terminated, raise_if_signalled, signalled
-from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, InferConfig, parse_batch_size
+from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ScganError, Terminated, raise_if_signalled,
+                     resumable, signalled)
+from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, PROGRESS_SECONDS, InferConfig, parse_batch_size
 from .version import __version__
 
 app = typer.Typer(
@@ -55,9 +58,22 @@ def _plain_type(param: Any, ctx: Any) -> Optional[str]:
     return inner[5:-1].upper() + "..." if inner.startswith("list[") else inner.upper()
 
 
-# Typer >= 0.20 renders annotations in the help's type column; there is no setting for it.
-typer.core.TyperArgument.display_type_rich = _plain_type  # type: ignore[method-assign]
+def _argument_type(param: Any, ctx: Any) -> Optional[str]:
+    """An argument's metavar already is its name: not twice (``INPUT INPUT``)."""
+    return None if param.metavar is not None else _plain_type(param, ctx)
+
+
+def _usage_name(param: Any) -> str:
+    """``INPUT...`` and ``[NAME]`` in the usage line, as click writes them (not ``{INPUT}...``)."""
+    name = param.display_name_raw if param.required else f"[{param.display_name_raw}]"
+    return name + ("..." if param.nargs != 1 else "")
+
+
+# Typer >= 0.20 renders annotations in the help's type column and braces required
+# arguments in the usage line; there is no setting for either.
+typer.core.TyperArgument.display_type_rich = _argument_type  # type: ignore[method-assign]
 typer.core.TyperOption.display_type_rich = _plain_type  # type: ignore[method-assign]
+typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[attr-defined]
 
 
 def _version(value: bool) -> None:
@@ -91,10 +107,10 @@ def guarded(fn: F) -> F:
             if os.environ.get("SCGAN_DEBUG"):
                 raise
             if isinstance(e, ScganError):
-                console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+                console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(e.exit_code) from None
             # A bug: say so in one line, keep the traceback for SCGAN_DEBUG=1.
-            console.print(f"[red]internal error:[/red] {type(e).__name__}: {e} (rerun with SCGAN_DEBUG=1 for a "
+            console.print(f"[red]internal error:[/red] {type(e).__name__}: {escape(str(e))} (rerun with SCGAN_DEBUG=1 for a "
                           f"traceback)", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_INTERNAL) from None
 
@@ -102,7 +118,10 @@ def guarded(fn: F) -> F:
 
 
 def _stop(terminated: bool) -> None:
-    console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/yellow]")
+    """The interrupt line says what was kept for the next run (``errors.resumable``)."""
+    kept = resumable()
+    console.print(f"[yellow]{'terminated' if terminated else 'interrupted'}[/yellow]" +
+                  (f": {escape(kept)}" if kept else ""), highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
 
 
@@ -212,44 +231,99 @@ def model_info_cmd(
     out.print(f"provenance: {json.dumps(d['provenance'], sort_keys=True)}", highlight=False)
 
 
-def _progress() -> Any:
+def _progress(every: float = PROGRESS_SECONDS) -> Any:
+    """Live bars on a terminal; plain lines every ``every`` seconds in a log."""
+    if not console.is_terminal:
+        return _LogProgress(every)
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}", markup=False), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=console, transient=True)
 
 
+class _LogProgress:
+    """Progress where no terminal is (nohup, cron, a cluster job), the way ffmpeg and rsync
+    log it: per task one plain line every ``every`` seconds with done/planned, the rate of
+    this run's work and the ETA. Takes the calls of ``rich.progress.Progress`` that we use."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.tasks: list[dict[str, Any]] = []
+
+    def __enter__(self) -> "_LogProgress":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def add_task(self, description: str, total: Optional[int] = None, **fields: Any) -> int:
+        self.tasks.append({"description": description, "total": total, "completed": 0, "shown": time.monotonic(),
+                           "speed": None, **fields})
+        return len(self.tasks) - 1
+
+    def update(self, task: int, **changes: Any) -> None:
+        t = self.tasks[task]
+        t.update(changes)
+        now = time.monotonic()
+        if self.every > 0 and now - t["shown"] >= self.every:
+            t["shown"] = now
+            sys.stderr.write(_log_line(t) + "\n")
+            sys.stderr.flush()
+
+
+def _log_line(t: dict[str, Any]) -> str:
+    done, total, speed = t["completed"], t["total"], t["speed"]
+    eta = "ETA -"
+    if total and speed:
+        eta = f"ETA {_duration(max(0, total - done) / speed)}"
+    parts = [f"{t['description'].strip()}: {done}/{total or '?'}", t.get("rate") or "-", eta]
+    return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
 class _RunProgress:
-    """Files and video frames per second for ``colorize``'s progress bars."""
+    """Files and video frames per second for ``colorize``'s progress, counting only this
+    run's work (items and segments earlier runs finished are not in the rate)."""
 
     def __init__(self, prog: Any, colorizer: Any, total: int) -> None:
-        import time
-
         self.colorizer = colorizer
         backend = colorizer.backend.name + ("+compile" if colorizer.config.compile else "")
         self.prog, self.backend, self.clock = prog, backend, time.perf_counter
         self.t0 = self.clock()
-        self.task = prog.add_task(f"colorizing [{backend}]", total=total, rate="")
+        self.task = prog.add_task(f"colorizing ({backend})", total=total, rate="")
         self.vtask: Any = None
-        self.vt0: dict[str, float] = {}
+        self.vt0: dict[str, tuple[float, int]] = {}
 
-    def files(self, done: int, total: int) -> None:
+    def files(self, done: int, total: int, resumed: int = 0) -> None:
         dt = self.clock() - self.t0
-        self.prog.update(self.task, completed=done, rate=(f"{done / dt:.2f} files/s" if dt > 0 else "") + self._compiled())
+        speed = (done - resumed) / dt if dt > 0 and done > resumed else None
+        self.prog.update(self.task, completed=done, speed=speed,
+                         rate=(f"{speed:.2f} files/s" if speed else "") + self._compiled())
 
     def _compiled(self) -> str:
         s = self.colorizer.compile_seconds
         return f" (compiling took {s:.0f} s)" if s else ""
 
     def frames(self, name: str, done: int, total: int) -> None:
-        start = self.vt0.setdefault(name, self.clock())
+        start, first = self.vt0.setdefault(name, (self.clock(), done))
         if self.vtask is None:
             self.vtask = self.prog.add_task("", total=None, rate="")
-        fps = done / max(self.clock() - start, 1e-9)
-        self.prog.update(self.vtask, description=f"  {name} [{self.backend}]", completed=done, total=total or None,
-                         rate=f"{fps:.1f} frames/s" + self._compiled())
+        dt = self.clock() - start
+        fps = (done - first) / dt if dt > 0 and done > first else None
+        self.prog.update(self.vtask, description=f"  {name} ({self.backend})", completed=done, total=total or None,
+                         speed=fps, rate=(f"{fps:.1f} frames/s" if fps else "") + self._compiled())
+
+
+def note(text: str) -> None:
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def _encoder_preset(encoder_preset: str, preset_alias: Optional[str]) -> str:
@@ -259,53 +333,75 @@ def _encoder_preset(encoder_preset: str, preset_alias: Optional[str]) -> str:
     return preset_alias
 
 
+# colorize --help panels (80 columns: short help here, the details in the README).
+IO, MODEL, COLOUR, VIDEO, LARGE, GPU = ("Input and output", "Model and device", "Colour", "Video", "Large jobs",
+                                        "GPU and speed")
+
+
 @app.command("colorize")
 @guarded
 def colorize_cmd(
-    inputs: list[Path] = typer.Argument(..., help="Image/video files and/or folders (recursive).", readable=False,
-                                        metavar="INPUT"),
+    inputs: list[Path] = typer.Argument(..., help="Photos, videos and/or folders (recursive).", readable=False,
+                                        metavar="INPUT", rich_help_panel=IO),
     output: Optional[Path] = typer.Option(
-        None, "-o", "--output", help="A file path for a single input, otherwise a folder mirroring the inputs. "
-        "Default: beside each input as NAME_colorized.EXT (a folder F goes to F_colorized/)."),
-    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
-    backend: str = typer.Option(I.backend, "--backend", metavar=BACKEND_CHOICES, help="Inference backend."),
-    device: str = typer.Option(I.device, "--device", metavar=DEVICE_CHOICES, help="Where the network runs."),
-    batch_size: str = typer.Option(I.batch_size, "--batch-size", help="Frames per network call: auto (from free "
-                                   "GPU memory on CUDA, 4 on the CPU) or a number."),
-    size: int = typer.Option(I.size, "--size", help="Network input size (a multiple of 256)."),
-    compile_net: bool = typer.Option(I.compile, "--compile", help="torch.compile the network (torch backend; the "
-                                     "first batch of each size pays the compile time, shown in the progress line)."),
-    io_threads: int = typer.Option(I.io_threads, "--io-threads", help="Threads decoding and encoding photos "
-                                   "(0: up to 4, one per core)."),
-    save_saliency: bool = typer.Option(I.save_saliency, "--save-saliency", help="Also write NAME_saliency.png (photos)."),
-    saturation: float = typer.Option(I.saturation, "--saturation", help="Scale the predicted colour around gray "
-                                     "(1 = as predicted; the model card lists measured PSNR/SSIM/CCI for 1.0/1.3/1.6)."),
-    overwrite: bool = typer.Option(I.overwrite, "--overwrite", help="Redo outputs that already exist."),
-    skip_color: bool = typer.Option(I.skip_color, "--skip-color", help="Skip photos that already have colour."),
-    force: bool = typer.Option(I.force, "--force", help="Recolorize videos that already have colour (skipped by default)."),
-    deinterlace: bool = typer.Option(I.deinterlace, "--deinterlace", help="Deinterlace interlaced videos (bwdif) "
-                                     "before colorizing; their luma is then the deinterlaced picture."),
-    codec: str = typer.Option(I.codec, "--codec", help="Video encoder: auto keeps the source's family (VP9, HEVC, AV1) where an encoder exists, else H.264; or libx264, libx265, libvpx-vp9, libsvtav1, ..."),
-    crf: int = typer.Option(I.crf, "--crf", help="Video quality (constant rate factor; lower is better)."),
-    encoder_preset: str = typer.Option(I.encoder_preset, "--encoder-preset", help="x264/x265 speed preset (ultrafast ... veryslow)."),
+        None, "-o", "--output", rich_help_panel=IO, help="A file for one input, else a folder mirroring the inputs. "
+        "Default: NAME_colorized.EXT beside each file, F_colorized/ for a folder F."),
+    overwrite: bool = typer.Option(I.overwrite, "--overwrite", rich_help_panel=IO, help="Redo existing outputs."),
+    compare: bool = typer.Option(I.compare, "--compare", rich_help_panel=IO,
+                                 help="Also write gray | colour as NAME_compare.EXT beside each output."),
+    save_saliency: bool = typer.Option(I.save_saliency, "--save-saliency", rich_help_panel=IO,
+                                       help="Also write NAME_saliency.png (photos)."),
+    report: bool = typer.Option(False, "--report", rich_help_panel=IO,
+                                help="Also write report.html: the output folder as a contact sheet."),
+    json_out: bool = typer.Option(False, "--json", rich_help_panel=IO, help="Print a JSON summary."),
+    model: Optional[str] = typer.Option(None, "--model", metavar="NAME|FILE", rich_help_panel=MODEL,
+                                        help="default, a preset name, or a weights/ONNX/engine file."),
+    backend: str = typer.Option(I.backend, "--backend", metavar="NAME", rich_help_panel=MODEL,
+                                help=f"{', '.join(backend_names()[:-1])} or {backend_names()[-1]}."),
+    device: str = typer.Option(I.device, "--device", metavar="DEVICE", rich_help_panel=MODEL,
+                               help="auto, cpu, cuda or cuda:N."),
+    size: int = typer.Option(I.size, "--size", metavar="N", rich_help_panel=MODEL,
+                             help="Network input size, a multiple of 256."),
+    saturation: float = typer.Option(I.saturation, "--saturation", metavar="S", rich_help_panel=COLOUR,
+                                     help="Scale the colour around gray (1: as predicted)."),
+    skip_color: bool = typer.Option(I.skip_color, "--skip-color", rich_help_panel=COLOUR,
+                                    help="Skip photos that already have colour."),
+    force: bool = typer.Option(I.force, "--force", rich_help_panel=COLOUR,
+                               help="Recolorize colour videos (skipped otherwise)."),
+    codec: str = typer.Option(I.codec, "--codec", metavar="CODEC", rich_help_panel=VIDEO,
+                              help="auto (the source's family), libx264, libx265, libvpx-vp9, rawvideo, ..."),
+    crf: int = typer.Option(I.crf, "--crf", metavar="N", rich_help_panel=VIDEO, help="Quality (lower is better)."),
+    encoder_preset: str = typer.Option(I.encoder_preset, "--encoder-preset", metavar="PRESET", rich_help_panel=VIDEO,
+                                       help="x264/x265 speed: ultrafast ... veryslow."),
     preset_alias: Optional[str] = typer.Option(None, "--preset", hidden=True),
-    temporal_strength: float = typer.Option(
-        I.temporal_strength, "--temporal-strength", help="Video chroma smoothing over time in [0, 1); 0 turns it off."),
-    preview: int = typer.Option(I.preview, "--preview", help="Only write N evenly spaced colorized frames per video as PNG "
-                                "(into -o, else NAME_preview/ beside the video)."),
-    segment_seconds: float = typer.Option(I.segment_seconds, "--segment-seconds", help="Films at least twice this "
-                                          "long are done in resumable segments of about this length (0: never)."),
-    compare: bool = typer.Option(I.compare, "--compare", help="Write gray | colour side by side (NAME_compare), photos and videos."),
-    report: bool = typer.Option(False, "--report", help="Also write report.html (a contact sheet) into the output folder."),
-    shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help="Only this shard of the inputs (stable "
-                                        "hash of each relative path), with its own journal; `status` merges them."),
-    retry_failed: bool = typer.Option(I.retry_failed, "--retry-failed", help="Redo items the journal says failed."),
-    verify: bool = typer.Option(I.verify, "--verify", help="Journal and compare inputs' sha256, not only size + mtime."),
-    ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|ADDRESS", help="Run on a Ray cluster (auto: the "
-                                      "running one, else a local instance). Needs scgan-rt[ray]."),
-    ray_workers: int = typer.Option(2, "--ray-workers", help="Ray actors, each holding one backend."),
-    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="GPUs per Ray actor (0: CPU actors)."),
-    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    temporal_strength: float = typer.Option(I.temporal_strength, "--temporal-strength", metavar="S",
+                                            rich_help_panel=VIDEO, help="Chroma smoothing over time, [0, 1); 0: off."),
+    deinterlace: bool = typer.Option(I.deinterlace, "--deinterlace", rich_help_panel=VIDEO,
+                                     help="Deinterlace interlaced videos first (bwdif)."),
+    preview: int = typer.Option(I.preview, "--preview", metavar="N", rich_help_panel=VIDEO,
+                                help="Only N colorized frames per video, as PNG."),
+    segment_seconds: float = typer.Option(I.segment_seconds, "--segment-seconds", metavar="S", rich_help_panel=VIDEO,
+                                          help="Resumable segments of a film twice as long (0: never)."),
+    shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", rich_help_panel=LARGE,
+                                        help="Only this share of the inputs; `status` merges the shards."),
+    retry_failed: bool = typer.Option(I.retry_failed, "--retry-failed", rich_help_panel=LARGE,
+                                      help="Redo items the journal says failed."),
+    verify: bool = typer.Option(I.verify, "--verify", rich_help_panel=LARGE,
+                                help="Check inputs' sha256, not only size + mtime."),
+    progress_every: float = typer.Option(PROGRESS_SECONDS, "--progress-every", metavar="S", rich_help_panel=LARGE,
+                                         help="A progress line every S seconds when not on a terminal (0: none)."),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|ADDRESS", rich_help_panel=LARGE,
+                                      help="Run on a Ray cluster; needs scgan-rt\\[ray]."),
+    ray_workers: int = typer.Option(2, "--ray-workers", metavar="N", rich_help_panel=LARGE,
+                                    help="Ray actors, each holding one backend."),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", metavar="G", rich_help_panel=LARGE,
+                                          help="GPUs per Ray actor (0: CPU actors)."),
+    batch_size: str = typer.Option(I.batch_size, "--batch-size", metavar="auto|N", rich_help_panel=GPU,
+                                   help="Frames per network call (auto: from free memory)."),
+    compile_net: bool = typer.Option(I.compile, "--compile", rich_help_panel=GPU,
+                                     help="torch.compile the network (torch backend)."),
+    io_threads: int = typer.Option(I.io_threads, "--io-threads", metavar="N", rich_help_panel=GPU,
+                                   help="Photo decode/encode threads (0: up to 4)."),
 ) -> None:
     """Colorize photos and videos at their original resolution (luminance kept, chroma predicted)."""
     from .colorizer import Colorizer
@@ -321,9 +417,9 @@ def colorize_cmd(
                       temporal_strength=temporal_strength, force=force, deinterlace=deinterlace, compare=compare,
                       preview=preview,
                       retry_failed=retry_failed, verify=verify, segment_seconds=segment_seconds).validate()
+    started = time.time()
     skipped: list[tuple[str, str]] = []
-    jobs = plan_jobs(inputs, output, compare_tag="_compare" if compare else None, preview=bool(preview),
-                     codec=cfg.codec, skipped=skipped)
+    jobs = plan_jobs(inputs, output, preview=bool(preview), codec=cfg.codec, skipped=skipped)
     part = Shard.parse(shard)
     if part is not None:
         jobs = shard_jobs(jobs, part, cfg)
@@ -338,64 +434,77 @@ def colorize_cmd(
 
         if ray_workers < 1 or gpus_per_worker < 0:
             raise UsageError("--ray-workers must be >= 1 and --gpus-per-worker >= 0")
-        with _progress() as prog:
-            task = prog.add_task("colorizing [ray]", total=len(jobs), rate="")
+        with _progress(progress_every) as prog:
+            task = prog.add_task("colorizing (ray)", total=len(jobs), rate="")
             rep = colorize_on_ray(jobs, cfg, weights, journal=journal, address=ray, workers=ray_workers,
                                   gpus_per_worker=gpus_per_worker,
                                   on_progress=lambda d, t: prog.update(task, completed=d))
     else:
         colorizer = Colorizer.open(cfg, weights)
-        with _progress() as prog:
+        with _progress(progress_every) as prog:
             bars = _RunProgress(prog, colorizer, len(jobs))
             rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames, journal=journal,
-                                 shard=part, unsupported=skipped)
+                                 shard=part, unsupported=skipped, on_note=note)
     if journal is not None:
         journal.close()
     rep.note_unsupported(skipped)
     if report:
-        rep.report = str(_write_run_report(rep, jobs, output))
+        rep.report = str(_write_report(rep, jobs, output, root, started))
     _print_report(rep, json_out)
     if rep.exit_code:
         raise typer.Exit(rep.exit_code)
 
 
-def _write_run_report(rep: Any, jobs: list[Any], output: Optional[Path]) -> Path:
-    from .report import Sheet
+def _write_report(rep: Any, jobs: list[Any], output: Optional[Path], root: Optional[Path], since: float) -> Path:
+    """The output folder's report from its journal(s); a run without one gets a sheet of itself."""
+    from .report import Sheet, folder_report, run_summary
 
+    if root is not None and root.is_dir() and any(root.glob("journal*.jsonl")):
+        return folder_report(root, since)
     folder = output if output is not None and output.is_dir() else (output.parent if output is not None
                                                                      else jobs[0].dst.parent)
     sheet = Sheet(folder)
     sheet.add_run(rep, jobs)
-    summary = {k: v for k, v in rep.as_dict().items() if k not in ("outputs", "failed", "warnings")}
-    return sheet.write(f"scgan-rt colorize: {len(rep.done)} of {rep.total} written", summary)
+    return sheet.write(f"scgan-rt colorize: {len(rep.done)} of {rep.total} written", run_summary(rep))
 
 
 def _print_report(rep: Any, json_out: bool) -> None:
     if json_out:
         print_json(rep.as_dict())
     else:
-        frames = f", {rep.frames} video frames at {rep.frames / rep.video_seconds:.1f} frames/s" if rep.frames else ""
-        out.print(f"{len(rep.done)} written ({rep.images_per_s:.2f} files/s{frames}, backend {rep.backend}); "
+        # Rates of this run's work only: what earlier runs finished is counted apart.
+        rates = [f"{rep.images_per_s:.2f} files/s"] if rep.done else []
+        if rep.frames:
+            fps = f" at {rep.frames / rep.video_seconds:.1f} frames/s" if rep.video_seconds else ""
+            rates.append(f"{rep.frames} video frames{fps}")
+        out.print(f"{len(rep.done)} written ({', '.join(rates + [f'backend {rep.backend}'])}); "
                   f"{len(rep.skipped_existing)} already done, {len(rep.skipped_color)} colour skipped, "
                   f"{len(rep.failed)} failed", highlight=False)
         for path in rep.done:
-            out.print(f"  -> {path}", highlight=False)
+            out.print(f"  -> {path}", highlight=False, soft_wrap=True)
+        if rep.report:
+            out.print(f"report: {rep.report}", highlight=False, soft_wrap=True)
     for w in rep.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
     for path, err in rep.failed:
-        console.print(f"[red]failed:[/red] {err}", highlight=False, soft_wrap=True)
+        console.print(f"[red]failed:[/red] {escape(err)}", highlight=False, soft_wrap=True)
 
 
 @app.command("status")
 @guarded
 def status_cmd(
     folder: Path = typer.Argument(..., help="An output folder of `colorize` (its journal)."),
+    report: bool = typer.Option(False, "--report", help="Also (re)write FOLDER/report.html from the journal(s)."),
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Done / failed (with reasons) / pending / skipped, throughput and ETA of a (sharded) job."""
     from .journal import status
 
     s = status(folder)
+    if report:
+        from .report import folder_report
+
+        s["report"] = str(folder_report(folder))
     if json_out:
         print_json(s)
         return
@@ -409,6 +518,8 @@ def status_cmd(
         out.print(f"  failed: {f['input']}: {f['reason']}", highlight=False)
     if s["torn_lines"]:
         out.print(f"  torn journal lines ignored: {', '.join(s['torn_lines'])}", highlight=False)
+    if report:
+        out.print(f"report: {s['report']}", highlight=False, soft_wrap=True)
 
 
 @app.command("evaluate")
@@ -772,11 +883,5 @@ def exit_code_after_signal(code: int) -> int:
     return EXIT_TERMINATED if sig == signal.SIGTERM else EXIT_INTERRUPTED
 
 
-def main() -> None:
-    from .__main__ import main as entry
-
-    entry()
-
-
 if __name__ == "__main__":
-    main()
+    run()

@@ -75,6 +75,19 @@ def signalled() -> int | None:
     return _signalled[-1] if _signalled else None
 
 
+# What an interrupted run leaves for the next one to resume ("3 of 6 segments kept in
+# .film.mp4.segments/"), for the CLI's interrupt line; set by whoever keeps the work.
+_resumable: list[str] = []
+
+
+def note_resumable(text: str) -> None:
+    _resumable.append(text)
+
+
+def resumable() -> str | None:
+    return _resumable[-1] if _resumable else None
+
+
 def raise_if_signalled() -> None:
     """Raise the interrupt for a recorded signal whose exception was lost."""
     import signal

@@ -5,8 +5,9 @@ shard), appended with ``O_APPEND`` and fsync'd line by line, so a crash (even ``
 leaves at most one torn last line, which readers ignore and report. Kinds of line:
 
 * ``{"kind": "run", ...}``: a run started: shard, planned items, settings key, model.
-* ``{"kind": "item", "input": REL, "size", "mtime_ns", "output": REL, "status": done|failed|
-  skipped, "reason", "seconds", "time", "sha256"?}``: one finished item.
+* ``{"kind": "item", "input": REL, "source": PATH, "size", "mtime_ns", "output": REL, "status":
+  done|failed|skipped, "reason", "seconds", "time", "sha256"?}``: one finished item (``source``,
+  the input's absolute path, lets ``report.html`` show it beside its output).
 
 Resume reads every journal in the folder: an input whose last line says ``done`` and
 whose size and mtime (and sha256 with ``--verify``) are unchanged is skipped; ``failed``
@@ -151,9 +152,9 @@ class Journal:
                seconds: float | None = None) -> None:
         """One finished item; ``output`` (written) is kept relative to the journal's folder."""
         st = src.stat()
-        rec: dict[str, Any] = {"kind": "item", "input": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                               "output": None if output is None else self._relative(output), "status": status, "reason": reason, "time": time.time(),
-                               "settings": self.settings,
+        rec: dict[str, Any] = {"kind": "item", "input": rel, "source": str(src.resolve()), "size": st.st_size,
+                               "mtime_ns": st.st_mtime_ns, "output": None if output is None else self._relative(output),
+                               "status": status, "reason": reason, "time": time.time(), "settings": self.settings,
                                "seconds": None if seconds is None else round(seconds, 3)}
         if self.verify:
             rec["sha256"] = file_sha256(src)

@@ -225,12 +225,42 @@ def _video_planes(path: Path) -> Iterable[tuple[float, np.ndarray, np.ndarray]]:
             raise InputError(f"cannot decode {path.name}: {e}") from None
 
 
+def colour_of(rgb: np.ndarray) -> dict[str, float]:
+    """What a colorized picture (``H x W x 3`` uint8) shows without ground truth: its mean
+    chroma (distance of BT.601 Cb/Cr from gray, 8-bit full-range code values; 0 is gray)
+    and its colourfulness (Hasler & Suesstrunk, the CCI of ``evaluate``)."""
+    x = rgb[..., :3].astype(np.float64)
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * b
+    cci = colorfulness(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None])))
+    return {"mean chroma": float(np.sqrt(cb ** 2 + cr ** 2).mean()), "colourfulness": float(cci[0])}
+
+
+def _frame_size(path: Path) -> tuple[int, int]:
+    with open_input(path) as c:
+        if not c.streams.video:
+            raise InputError(f"no video stream in {path.name}")
+        cc = c.streams.video[0].codec_context
+        return int(cc.width), int(cc.height)
+
+
+def _check_same_frame_size(src: Path, out: Path) -> None:
+    """Refuse a pair of different pictures (a side-by-side copy, a rescaled file): their
+    figures would be meaningless. The output may carry the one-pixel pad of 4:2:0."""
+    (w, h), (wo, ho) = _frame_size(src), _frame_size(out)
+    if wo not in (w, w + w % 2) or ho not in (h, h + h % 2):
+        raise InputError(f"frame sizes differ: {src.name} is {w}x{h}, {out.name} is {wo}x{ho}; "
+                         f"compare a video with its own colorized version")
+
+
 def evaluate_video(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> dict[str, object]:
     """Compare a colorized video with its source: frame count, timing, luma fidelity,
     colourfulness and flicker (see ``temporal.py`` for the flicker definition)."""
     from .temporal import chroma_flicker, is_scene_cut
 
     src, out = Path(src), Path(out)
+    _check_same_frame_size(src, out)
     n = 0
     times_in: list[float] = []
     times_out: list[float] = []
@@ -266,6 +296,9 @@ def evaluate_video(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> 
             prev[key] = (y, uv)
     if n == 0:
         raise InputError(f"no comparable frames in {src.name} and {out.name}")
+    if n_in != n_out:
+        raise InputError(f"frame counts differ: {src.name} has {n_in} frames, {out.name} has {n_out}; "
+                         f"compare a video with its own colorized version")
     mse = luma_se / max(luma_n, 1)
     dt = np.abs(np.array(times_in) - np.array(times_out))
     return {

@@ -26,7 +26,7 @@ from .errors import (EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_RESOURCE, Input
 from .images import LoadedImage, is_supported, load_image, output_suffix, save_image
 from .journal import Journal, Shard
 from .reading import AUDIO_SUFFIXES, is_video, probe_video
-from .segments import colorize_film, is_segmented, long_enough
+from .segments import colorize_film, compare_film, is_segmented, long_enough
 from .settings import InferConfig
 from .video import colorize_video, preview_video
 from .workers import Prefetcher, Writer, io_threads
@@ -126,8 +126,16 @@ def _by_reason(items: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     return out
 
 
+COMPARE_TAG = "_compare"
+
+
+def compare_path(dst: Path) -> Path:
+    """Where ``--compare`` writes gray | colour: beside the colour output, ``NAME_compare.EXT``."""
+    return dst.with_name(dst.stem + COMPARE_TAG + dst.suffix)
+
+
 def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLike[str] | None = None, *,
-              tag: str = "_colorized", compare_tag: str | None = None, preview: bool = False,
+              tag: str = "_colorized", preview: bool = False,
               codec: str = InferConfig.codec, skipped: list[tuple[str, str]] | None = None) -> list[Job]:
     """Expand files and folders (recursively) into jobs, every output planned up front.
 
@@ -135,7 +143,6 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
     sibling ``FOLDER{tag}/`` mirroring its tree. ``output`` with a file suffix and a single
     file input: that exact path. Otherwise ``output`` is a folder mirroring the inputs
     (explicit files from different folders keep those folders below it).
-    ``compare_tag`` (``_compare``) is appended to output names (gray | colour pictures).
     ``preview``: a video's job writes into a folder (``output``, else ``NAME_preview/``).
 
     Two inputs never share an output: when stems clash (``pic.png`` + ``pic.gif``) the one
@@ -156,12 +163,12 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
         if not p.exists():
             raise InputError(f"not found: {p}")
         if p.is_dir():
-            jobs += _folder_jobs(p, out, tag, compare_tag, codec, nested=out is not None and len(paths) > 1,
+            jobs += _folder_jobs(p, out, tag, codec, nested=out is not None and len(paths) > 1,
                                  skipped=skipped if skipped is not None else [])
         elif as_file:
             jobs.append(Job(p, _checked_file_output(p, out), p.name))  # type: ignore[arg-type]
         else:
-            name = p.stem + (compare_tag or ("" if out is not None else tag))
+            name = p.stem + ("" if out is not None else tag)
             where = p.parent if out is None else out / p.resolve().parent.relative_to(files_root)
             rel = p.resolve().relative_to(files_root) if out is not None else Path(p.name)
             jobs.append(Job(p, where / (name + _suffix(p, codec)), rel.as_posix()))
@@ -175,7 +182,7 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
     return jobs
 
 
-def _folder_jobs(folder: Path, out: Path | None, tag: str, compare_tag: str | None, codec: str,
+def _folder_jobs(folder: Path, out: Path | None, tag: str, codec: str,
                  nested: bool, skipped: list[tuple[str, str]]) -> list[Job]:
     root = out if out is not None else folder.with_name(folder.name + tag)
     if root.resolve() == folder.resolve():
@@ -193,8 +200,6 @@ def _folder_jobs(folder: Path, out: Path | None, tag: str, compare_tag: str | No
     jobs = []
     for f in files:
         rel = f.relative_to(folder)
-        if compare_tag:
-            rel = rel.with_name(rel.stem + compare_tag + rel.suffix)
         dst = (root / folder.name / rel) if nested else (root / rel)
         key = (Path(folder.name) / f.relative_to(folder)) if nested else f.relative_to(folder)
         jobs.append(Job(f, dst.with_suffix(_suffix(f, codec)), key.as_posix()))
@@ -271,15 +276,18 @@ def preflight_outputs(jobs: Sequence[Job]) -> None:
 
 
 def colorize_files(jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig, *,
-                   on_progress: Callable[[int, int], None] | None = None,
+                   on_progress: Callable[[int, int, int], None] | None = None,
                    on_frame: Callable[[str, int, int], None] | None = None,
                    journal: Journal | None = None, shard: Shard | None = None,
-                   unsupported: Sequence[tuple[str, str]] = ()) -> Report:
+                   unsupported: Sequence[tuple[str, str]] = (),
+                   on_note: Callable[[str], None] | None = None) -> Report:
     """Colorize every job; a bad or too-large item is recorded in the report and the run
-    continues. ``on_frame(name, done, total)`` reports video progress. With a ``journal``
-    every item is recorded there (with the ``unsupported`` folder files, by reason) and what
-    it says is finished is skipped."""
-    return _Run(jobs, colorizer, cfg, on_progress, on_frame, journal, shard, unsupported).run()
+    continues. ``on_progress(finished, planned, finished_before)`` counts items (the last,
+    those earlier runs had finished, lets a rate count only this run's work);
+    ``on_frame(name, done, total)`` reports video progress; ``on_note`` hears what a film
+    resumes. With a ``journal`` every item is recorded there (with the ``unsupported``
+    folder files, by reason) and what it says is finished is skipped."""
+    return _Run(jobs, colorizer, cfg, on_progress, on_frame, journal, shard, unsupported, on_note).run()
 
 
 def settings_key(cfg: InferConfig, model_sha256: str) -> str:
@@ -313,7 +321,7 @@ def finished_before(job: Job, cfg: InferConfig, journal: Journal | None, rep: Re
             return True
         if prev["status"] != "done":
             return False
-    if not job.dst.is_file():
+    if not job.dst.is_file() or (cfg.compare and not cfg.preview and not compare_path(job.dst).is_file()):
         return False
     if job.dst.stat().st_size == 0:
         rep.warnings.append(f"{job.dst.name}: existing output is empty; redoing it")
@@ -324,12 +332,14 @@ def finished_before(job: Job, cfg: InferConfig, journal: Journal | None, rep: Re
 
 class _Run:
     def __init__(self, jobs: Sequence[Job], colorizer: Colorizer, cfg: InferConfig,
-                 on_progress: Callable[[int, int], None] | None,
+                 on_progress: Callable[[int, int, int], None] | None,
                  on_frame: Callable[[str, int, int], None] | None, journal: Journal | None = None,
-                 shard: Shard | None = None, unsupported: Sequence[tuple[str, str]] = ()) -> None:
+                 shard: Shard | None = None, unsupported: Sequence[tuple[str, str]] = (),
+                 on_note: Callable[[str], None] | None = None) -> None:
         self.jobs, self.colorizer, self.cfg, self.journal, self.shard = jobs, colorizer, cfg, journal, shard
         self.unsupported = list(unsupported)
-        self.on_progress, self.on_frame = on_progress, on_frame
+        self.on_progress, self.on_frame, self.on_note = on_progress, on_frame, on_note
+        self.resumed = 0  # items earlier runs had finished
         self.rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
         # Photos merge in strips: the network's side decides what a batch costs.
         self.batch = self.rep.photo_batch = colorizer.batch_for(cfg.size ** 2)
@@ -377,6 +387,7 @@ class _Run:
         if self.cfg.preview and not is_video(job.src):
             return self._tick()  # preview mode only samples videos
         if not self.cfg.preview and finished_before(job, self.cfg, self.journal, self.rep):
+            self.resumed += 1
             return self._tick()
         self._remove_stale_partials(job.dst)
         if is_video(job.src):
@@ -403,7 +414,7 @@ class _Run:
     def _tick(self, n: int = 1) -> None:
         self.finished += n
         if self.on_progress:
-            self.on_progress(self.finished, len(self.jobs))
+            self.on_progress(self.finished, len(self.jobs), self.resumed)
 
     def _guarded(self, job: Job, fn: Callable[[Job], Any]) -> Any:
         """Run one item; its failure (bad input, out of memory) is the item's, not the run's."""
@@ -450,7 +461,8 @@ class _Run:
             key = self.journal.settings if self.journal else settings_key(cfg, str(self.colorizer.weights))
             shard = self.shard
             owns = (lambda i, rel=job.rel: shard.owns(f"{rel}#seg{i:04d}")) if shard else None
-            v = colorize_film(job.src, job.dst, self.colorizer, cfg, info, key, on_frame=progress, owns=owns)
+            v = colorize_film(job.src, job.dst, self.colorizer, cfg, info, key, on_frame=progress, owns=owns,
+                              on_note=self.on_note)
         else:
             v = colorize_video(job.src, job.dst, self.colorizer, cfg, info=info, on_frame=progress)
         if v.pending:
@@ -460,6 +472,8 @@ class _Run:
             rep.skipped_color.append(str(job.src))
             self._record(job, "skipped", "already in colour")
         else:
+            if cfg.compare:
+                v.warnings += [w for w in compare_film(job.dst, compare_path(job.dst), cfg) if w not in v.warnings]
             rep.done.append(str(job.dst))
             self._record(job, "done")
             rep.frames += v.frames_encoded
@@ -487,11 +501,9 @@ class _Run:
     def _write(self, job: Job, im: LoadedImage, rgb: np.ndarray, sal: np.ndarray | None) -> list[str]:
         """Write one output (in a writer thread); returns the notes about what it could not keep."""
         notes: list[str] = []
+        save_image(job.dst, rgb, im.alpha, bits=im.bits, icc=im.icc, exif=im.exif, notes=notes)
         if self.cfg.compare:
-            rgb, alpha = side_by_side(im, rgb), None
-        else:
-            alpha = im.alpha
-        save_image(job.dst, rgb, alpha, bits=im.bits, icc=im.icc, exif=im.exif, notes=notes)
+            save_image(compare_path(job.dst), side_by_side(im, rgb), None, bits=im.bits, icc=im.icc, exif=im.exif)
         if self.cfg.save_saliency and sal is not None:
             save_image(job.dst.with_name(job.dst.stem + "_saliency.png"), np.repeat(sal[..., None], 3, 2))
         self._record(job, "done")  # journalled as soon as it exists: a kill -9 now loses no line

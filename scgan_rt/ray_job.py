@@ -19,9 +19,9 @@ import numpy as np
 
 from .errors import EXIT_BAD_INPUT, EXIT_RESOURCE, ResourceError, UsageError
 from .journal import Journal
-from .pipeline import Job, Report, colorize_files, finished_before, settings_key
+from .pipeline import Job, Report, colorize_files, compare_path, finished_before, settings_key
 from .reading import VideoInfo, is_video, probe_video
-from .segments import cached_plan, colorize_film, is_segmented, long_enough, work_dir
+from .segments import cached_plan, colorize_film, compare_film, is_segmented, long_enough, work_dir
 from .settings import CPU_BATCH, InferConfig
 from .weights import sha256_file
 
@@ -141,6 +141,8 @@ def _join_film(rep: Report, job: Job, info: VideoInfo, cfg: InferConfig, key: st
         rep.failed.append((str(job.src), f"{job.src.name}: {v.warnings[-1]}; rerun to finish it"))
         rep.failed_exit_codes.append(EXIT_RESOURCE)
         return
+    if cfg.compare:
+        v.warnings += compare_film(job.dst, compare_path(job.dst), cfg)
     row = {"status": "done", "error": "", "warnings": " | ".join(f"{job.src.name}: {w}" for w in v.warnings),
            "backend": rep.backend.removeprefix("ray/") or "?"}
     _collect(rep, job, row, journal)

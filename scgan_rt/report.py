@@ -1,44 +1,57 @@
-"""``--report``: a static HTML contact sheet of a run (no server, no external assets).
+"""``--report``: a static HTML contact sheet (no server, no external assets).
 
-``OUT/report.html`` (and ``report_2.html``... past ``PAGE_ITEMS`` items) shows, per item,
-input | output (| ground truth for ``evaluate``) thumbnails with status, size, seconds and
-metrics; ``evaluate`` adds a CCI histogram and a PSNR/SSIM scatter against the grayscale
-baseline as inline SVG; a video gets a strip of frames from its output and its flicker
-(``evaluate-video``, beside the source's). Thumbnails are
-JPEG files in ``OUT/report_files/`` loaded lazily, so a 10,000-item page stays light.
+``colorize --report`` (and ``status OUT --report``) describes the **output folder**, not the
+last invocation: the cards come from its journal(s), every item any run or shard finished,
+with input | output thumbnails, failures with their reasons, and what needs no ground truth
+(the output's dimensions, size, seconds, mean chroma and colourfulness, measured on the
+output reduced to at most ``METRIC_SIDE`` pixels). A rerun reuses the thumbnails and figures
+of unchanged outputs (``report_files/cards.json``), so it is cheap and never loses a card.
+Runs without a journal (outputs beside their inputs) get a sheet of that run.
+``evaluate --report`` adds gray | model | truth, a CCI histogram and a PSNR/SSIM scatter as
+inline SVG. ``report.html`` holds ``PAGE_ITEMS`` cards (``report_2.html``... the rest);
+thumbnails are JPEG files in ``report_files/`` loaded lazily, so a 10,000-item page stays light.
 """
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from .atomic import atomic_path
-from .metrics import evaluate_video
+from .journal import History, status
+from .metrics import colour_of, evaluate_video
 from .pipeline import Job, Report
 from .reading import is_video
 
 PAGE_ITEMS = 200
 THUMB = 256
+METRIC_SIDE = 1024
 STRIP_FRAMES = 4
 FILES = "report_files"
+CARDS = "cards.json"  # figures and thumbnails per output, reused while the output is unchanged
+COLOUR_SKIP = "already in colour"
 
 
 @dataclass
 class Item:
     name: str
-    status: str  # done | failed | skipped
+    status: str  # done | failed | skipped (the card's colour)
     source: Path | None = None
     output: Path | None = None
     detail: str = ""  # error message or skip reason
     seconds: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     pictures: dict[str, str] = field(default_factory=dict)  # label -> thumbnail file in FILES
+    label: str = ""  # what the card says ("done earlier", "skipped: already colour"); default: status
+    facts: list[str] = field(default_factory=list)  # dimensions, size
 
 
 class Sheet:
@@ -51,39 +64,90 @@ class Sheet:
         self.items: list[Item] = []
         self._thumbs = 0
 
-    def thumb(self, a: np.ndarray) -> str:
-        """Save ``a`` (``H x W x 3``, float in [0, 1] or uint8) as a thumbnail; its file name."""
+    def thumb(self, a: np.ndarray, key: str | None = None) -> str:
+        """Save ``a`` (``H x W x 3``, float in [0, 1] or uint8) as a thumbnail; its file name
+        (``key``.jpg when given, else a running number)."""
         self._thumbs += 1
-        name = f"{self._thumbs:07d}.jpg"
+        name = f"{key}.jpg" if key else f"{self._thumbs:07d}.jpg"
         if a.dtype != np.uint8:
             a = np.round(np.clip(a, 0, 1) * 255).astype(np.uint8)
         im = Image.fromarray(a)
         im.thumbnail((THUMB, THUMB))
-        im.save(self.files / name, "JPEG", quality=85)
+        with atomic_path(self.files / name) as tmp:
+            im.save(tmp, "JPEG", quality=85)
         return name
 
     def add_run(self, report: Report, jobs: Sequence[Job]) -> None:
-        """The items of a ``colorize`` run, in job order."""
-        done, failed = set(report.done), dict(report.failed)
+        """The items of a ``colorize`` run without a journal, in job order."""
+        done, failed, before = set(report.done), dict(report.failed), dict(report.failed_before)
+        colour = set(report.skipped_color)
         for job in jobs:
-            if str(job.dst) in done:
-                self.items.append(Item(job.src.name, "done", job.src, job.dst, metrics=_video_metrics(job),
-                                       pictures=self._pictures(job.src, job.dst)))
-            elif str(job.src) in failed:
-                self.items.append(Item(job.src.name, "failed", job.src, None, failed[str(job.src)]))
+            src = str(job.src)
+            if src in failed or src in before:
+                label = "failed" if src in failed else "failed earlier (not retried)"
+                self.items.append(Item(job.src.name, "failed", job.src, None, failed.get(src) or before[src],
+                                       label=label))
+            elif src in colour:
+                self.items.append(Item(job.src.name, "skipped", job.src, job.dst, label="skipped: already colour"))
+            elif job.dst.is_file():
+                card = self._card_of(job.src, job.dst)
+                self.items.append(Item(job.src.name, "done", job.src, job.dst, metrics=card["metrics"],
+                                       pictures=card["pictures"], facts=card["facts"],
+                                       label="done" if str(job.dst) in done else "done earlier"))
             else:
-                self.items.append(Item(job.src.name, "skipped", job.src, job.dst, "already done or colour"))
+                self.items.append(Item(job.src.name, "skipped", job.src, job.dst, label="not done"))
 
-    def _pictures(self, src: Path, dst: Path) -> dict[str, str]:
-        if is_video(src):
-            return {f"frame {i + 1}": self.thumb(f) for i, f in enumerate(_video_frames(dst))}
+    def add_folder(self, root: Path, since: float | None = None) -> History:
+        """Every item the journals of ``root`` know (all runs and shards), by input path; what
+        was finished before ``since`` (default: before its journal's latest run) is "earlier"."""
+        hist = History.read(root)
+        started = {run["journal"]: run.get("time", 0) for run in hist.runs}  # each journal's latest run
+        cache = _Cards(self.files / CARDS)
+        for rel in sorted(hist.items):
+            rec = hist.items[rel]
+            earlier = rec.get("time", 0) < (since if since is not None else started.get(rec["journal"], 0))
+            self.items.append(self._journal_item(root, rec, earlier, cache))
+        cache.save()
+        return hist
+
+    def _journal_item(self, root: Path, rec: dict[str, Any], earlier: bool, cache: "_Cards") -> Item:
+        src = Path(rec["source"]) if rec.get("source") else None
+        name = rec["input"]
+        if rec.get("status") == "failed":
+            return Item(name, "failed", src, detail=rec.get("reason", ""), label="failed earlier" if earlier else "")
+        if rec.get("status") != "done":
+            reason = rec.get("reason") or "skipped"
+            label = "skipped: already colour" if reason == COLOUR_SKIP else f"skipped: {reason}"
+            return Item(name, "skipped", src, label=label)
+        out = root / rec["output"] if rec.get("output") else None
+        label = "done earlier" if earlier else "done"
+        if out is None or not out.is_file():
+            return Item(name, "failed", src, out, "its output is gone (deleted or moved since)", rec.get("seconds"))
+        card = cache.get(out, lambda: self._card_of(src, out))
+        return Item(name, "done", src, out, seconds=rec.get("seconds"), metrics=card["metrics"],
+                    pictures=card["pictures"], label=label, facts=card["facts"])
+
+    def _card_of(self, src: Path | None, out: Path) -> dict[str, Any]:
+        """Thumbnails, dimensions, size and figures of one output (cached by ``_Cards``)."""
+        st = out.stat()
+        key = hashlib.sha1(f"{out.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+        facts = [_dimensions(out), _file_size(st.st_size)]
+        if is_video(out):
+            metrics = _video_metrics(Job(src, out)) if src is not None and src.is_file() else {}
+            pics = {f"frame {i + 1}": self.thumb(f, f"{key}-f{i}") for i, f in enumerate(_video_frames(out))}
+            return {"metrics": metrics, "pictures": pics, "facts": [f for f in facts if f]}
         pics = {}
-        for label, path in (("input", src), ("output", dst)):
-            try:
-                pics[label] = self.thumb(_thumb_of_file(path))
-            except Exception:  # an unreadable thumbnail must not lose the report
-                pass
-        return pics
+        for label, path in (("input", src), ("output", out)):
+            if path is not None and path.is_file():
+                try:
+                    pics[label] = self.thumb(_thumb_of_file(path), f"{key}-{label}")
+                except Exception:  # an unreadable thumbnail must not lose the report
+                    pass
+        try:
+            metrics = colour_of(_thumb_of_file(out, METRIC_SIDE))
+        except Exception:
+            metrics = {}
+        return {"metrics": metrics, "pictures": pics, "facts": [f for f in facts if f]}
 
     def write(self, title: str, summary: dict[str, object] | None = None, charts: Sequence[str] = ()) -> Path:
         """Write the pages; returns the first page's path."""
@@ -97,6 +161,84 @@ class Sheet:
         return self.out_dir / _page_name(0)
 
 
+class _Cards:
+    """``cards.json``: an output's card while the output (size, mtime) and its thumbnails stay."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.cards: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.cards = {}
+
+    def get(self, out: Path, make: Any) -> dict[str, Any]:
+        st = out.stat()
+        ident = [st.st_size, st.st_mtime_ns]
+        card = self.cards.get(str(out.resolve()))
+        if (card is None or card.get("ident") != ident
+                or not all((self.path.parent / n).is_file() for n in card["pictures"].values())):
+            card = make() | {"ident": ident}
+            self.cards[str(out.resolve())] = card
+        return card
+
+    def save(self) -> None:
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps(self.cards), encoding="utf-8")
+
+
+def folder_report(root: Path, since: float | None = None) -> Path:
+    """``report.html`` of an output folder from its journal(s); returns its path. ``since``:
+    when the run that writes it started (what was finished before is "earlier")."""
+    sheet = Sheet(root)
+    hist = sheet.add_folder(root, since)
+    s = status(root)
+    earlier = sum(it.label == "done earlier" for it in sheet.items)
+    summary: dict[str, object] = {
+        "Output folder": str(root), "Planned": s["planned"],
+        "Done": f"{s['done']} ({s['done'] - earlier} in the latest run, {earlier} earlier)",
+        "Failed": len(s["failed"]), "Still to do": s["pending"]}
+    for reason, n in s["skipped"].items():
+        summary[f"Skipped: {'already colour' if reason == COLOUR_SKIP else reason}"] = n
+    last = hist.runs[-1] if hist.runs else {}
+    summary.update({"Runs": f"{len(hist.runs)} ({len(s['journals'])} journal(s))",
+                    "Throughput": f"{s['items_per_s']:.2f} items/s",
+                    "Model": last.get("model", ""), "Backend": last.get("backend", "")})
+    return sheet.write(f"scgan-rt colorize: {s['done']} of {s['planned']} done in {root.name}", summary)
+
+
+def run_summary(rep: Report) -> dict[str, object]:
+    """A journal-less run in human words, for its sheet."""
+    d: dict[str, object] = {"Written": len(rep.done), "Done earlier": len(rep.skipped_existing),
+                            "Skipped: already colour": len(rep.skipped_color), "Failed": len(rep.failed),
+                            "Failed earlier (not retried)": len(rep.failed_before),
+                            "Films waiting for other shards": len(rep.films_pending),
+                            "Seconds": round(rep.seconds, 1), "Files per second": round(rep.images_per_s, 3),
+                            "Backend": rep.backend, "Photos per network call": rep.photo_batch,
+                            "Compile seconds": round(rep.compile_seconds, 1)}
+    if rep.frames:
+        d["Video frames"] = rep.frames
+        d["Video frames per second"] = round(rep.frames / rep.video_seconds, 1) if rep.video_seconds else "-"
+    return {k: v for k, v in d.items() if v not in (0, 0.0, "")}
+
+
+def _dimensions(path: Path) -> str:
+    try:
+        if is_video(path):
+            import av
+
+            with av.open(str(path)) as c:
+                v = c.streams.video[0]
+                return f"{v.codec_context.width}x{v.codec_context.height}, {v.frames or '?'} frames"
+        with Image.open(path) as im:
+            return f"{im.size[0]}x{im.size[1]}"
+    except Exception:
+        return ""
+
+
+def _file_size(n: int) -> str:
+    return f"{n / 1024:.0f} KiB" if n < 1 << 20 else f"{n / (1 << 20):.1f} MiB"
+
+
 def _video_metrics(job: Job) -> dict[str, float]:
     """A film's flicker (``evaluate-video``) next to its source's, for its card."""
     if not is_video(job.src) or not job.dst.is_file():
@@ -105,15 +247,15 @@ def _video_metrics(job: Job) -> dict[str, float]:
         ev = evaluate_video(job.src, job.dst)
     except Exception:  # a figure the report cannot compute must not lose the report
         return {}
-    return {"flicker": float(ev["flicker_out"]), "source flicker": float(ev["flicker_in"]),
-            "luma PSNR dB": float(ev["luma_psnr_db"])}
+    return {"mean chroma": float(ev["mean_chroma"]), "flicker": float(ev["flicker_out"]),
+            "source flicker": float(ev["flicker_in"]), "luma PSNR dB": float(ev["luma_psnr_db"])}
 
 
-def _thumb_of_file(path: Path) -> np.ndarray:
+def _thumb_of_file(path: Path, side: int = THUMB) -> np.ndarray:
     with Image.open(path) as im:
-        im.draft("RGB", (THUMB, THUMB))  # JPEG decodes at reduced size: cheap on big scans
+        im.draft("RGB", (side, side))  # JPEG decodes at reduced size: cheap on big scans
         im = im.convert("RGB")
-        im.thumbnail((THUMB, THUMB))
+        im.thumbnail((side, side))
         return np.asarray(im)
 
 
@@ -143,15 +285,15 @@ def _card(it: Item) -> str:
     for label, name in it.pictures.items():
         imgs.append(f"<figure><img loading='lazy' src='{FILES}/{name}' alt='{html.escape(label)}'>"
                     f"<figcaption>{html.escape(label)}</figcaption></figure>")
-    facts = []
-    if it.source is not None and it.source.is_file():
-        facts.append(f"{it.source.stat().st_size / 1024:.0f} KiB")
+    facts = list(it.facts)
+    if not facts and it.source is not None and it.source.is_file():
+        facts.append(_file_size(it.source.stat().st_size))
     if it.seconds is not None:
         facts.append(f"{it.seconds:.2f} s")
     facts += [f"{k} {v:.4g}" for k, v in it.metrics.items()]
     detail = f"<p class='detail'>{html.escape(it.detail)}</p>" if it.detail else ""
     return (f"<div class='card {it.status}'><div class='pics'>{''.join(imgs)}</div>"
-            f"<p><b>{html.escape(it.name)}</b> <span class='status'>{it.status}</span></p>"
+            f"<p><b>{html.escape(it.name)}</b> <span class='status'>{html.escape(it.label or it.status)}</span></p>"
             f"<p class='facts'>{html.escape(' · '.join(facts))}</p>{detail}</div>")
 
 

@@ -24,10 +24,13 @@ from typing import Any
 
 import torch
 
+import numpy as np
+
 from .atomic import atomic_path
 from .colorizer import Colorizer
-from .encoding import add_side_streams, verify_output
-from .reading import VideoInfo, open_input, video_seconds
+from .encoding import add_side_streams, choose_encoder, fill_plane, output_bits, setup_output, verify_output
+from .errors import note_resumable, signalled
+from .reading import VideoInfo, open_input, plane, probe_video, video_seconds, working_format
 from .settings import InferConfig
 from .temporal import is_scene_cut
 from .video import Geometry, Span, VideoReport, colorize_video, prepare_frame
@@ -105,30 +108,32 @@ def _boundary(src: Path, info: VideoInfo, t: float, search: float, size: int) ->
 
 def colorize_film(src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferConfig, info: VideoInfo, key: str,
                   on_frame: Callable[[int, int], None] | None = None,
-                  owns: Callable[[int], bool] | None = None, join: bool = True) -> VideoReport:
+                  owns: Callable[[int], bool] | None = None, join: bool = True,
+                  on_note: Callable[[str], None] | None = None) -> VideoReport:
     """Colorize ``src`` into ``dst`` segment by segment, resuming finished segments.
 
     ``owns(i)`` says which segments this worker encodes (``--shard``: the others are other
     shards'); whoever finds every segment finished joins the film, under ``join.lock`` so
     that only one does (``join=False``: never, a Ray actor leaves that to the driver). A film
-    still waiting for other workers' segments comes back with ``pending`` set and no output."""
+    still waiting for other workers' segments comes back with ``pending`` set and no output.
+    ``on_frame(done, total)`` counts the whole film's frames (finished segments included);
+    ``on_note`` hears what is resumed. Interrupted, it notes what is kept (``errors.resumable``)."""
     t0 = time.perf_counter()
     work = work_dir(dst)
     work.mkdir(parents=True, exist_ok=True)
     plan = cached_plan(work, src, info, cfg, key)
     step = max(1, round(1 / (info.rate * info.time_base)))
     rep = VideoReport(output=str(dst), segments=len(plan))
-    for i, (a, b) in enumerate(plan):
-        seg, record = _segment_files(work, i, dst.suffix)
-        if _finished(seg, record, key) is not None or (owns is not None and not owns(i)):
-            continue
-        part = colorize_video(src, seg, colorizer, cfg, info=info, span=Span(a, b, max(0, a - WARMUP_FRAMES * step)),
-                              on_frame=on_frame)
-        rep.frames_encoded += part.frames_out
-        rep.scene_cuts += part.scene_cuts
-        rep.warnings += [w for w in part.warnings if w not in rep.warnings]
-        with atomic_path(record) as tmp:
-            tmp.write_text(json.dumps({"settings": key, "frames": part.frames_out, "start": a, "end": b}))
+    kept = [_finished(*_segment_files(work, i, dst.suffix), key) for i in range(len(plan))]
+    if on_note is not None and any(k is not None for k in kept):
+        on_note(f"resuming: {sum(k is not None for k in kept)} of {len(plan)} segments done ({dst.name})")
+    try:
+        _encode_segments(src, dst, colorizer, cfg, info, key, plan, kept, step, rep, on_frame, owns)
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt) or signalled() is not None:
+            done = sum(_finished(*_segment_files(work, i, dst.suffix), key) is not None for i in range(len(plan)))
+            note_resumable(f"{done} of {len(plan)} segments kept in {work}/; run the same command to resume")
+        raise
     counts = [_finished(*_segment_files(work, i, dst.suffix), key) for i in range(len(plan))]
     if not join or None in counts or not _take_join_lock(work):
         rep.pending = True
@@ -144,6 +149,29 @@ def colorize_film(src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferC
     shutil.rmtree(work, ignore_errors=True)
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def _encode_segments(src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferConfig, info: VideoInfo,
+                     key: str, plan: list[tuple[int, int | None]], kept: list[int | None], step: int,
+                     rep: VideoReport, on_frame: Callable[[int, int], None] | None,
+                     owns: Callable[[int], bool] | None) -> None:
+    """Encode the segments this worker owns that are not finished yet."""
+    work = work_dir(dst)
+    base = sum(k for k in kept if k is not None)  # frames finished so far, for film-wide progress
+    total = info.frames
+    for i, (a, b) in enumerate(plan):
+        seg, record = _segment_files(work, i, dst.suffix)
+        if kept[i] is not None or (owns is not None and not owns(i)):
+            continue
+        progress = (lambda d, t, b0=base: on_frame(b0 + d, total)) if on_frame else None
+        part = colorize_video(src, seg, colorizer, cfg, info=info, span=Span(a, b, max(0, a - WARMUP_FRAMES * step)),
+                              on_frame=progress)
+        base += part.frames_out
+        rep.frames_encoded += part.frames_out
+        rep.scene_cuts += part.scene_cuts
+        rep.warnings += [w for w in part.warnings if w not in rep.warnings]
+        with atomic_path(record) as tmp:
+            tmp.write_text(json.dumps({"settings": key, "frames": part.frames_out, "start": a, "end": b}))
 
 
 def _segment_files(work: Path, i: int, suffix: str) -> tuple[Path, Path]:
@@ -270,3 +298,49 @@ def _interleave(out: Any, video: Iterator[tuple[float, Any]], sides: Iterator[tu
         else:
             out.mux(s[1])
             s = next(sides, None)
+
+
+def compare_film(colour: Path, dst: Path, cfg: InferConfig) -> list[str]:
+    """``--compare`` for a film: gray | colour side by side in ``dst`` (atomic), made from the
+    finished colour output. Its luma is the source's, so one-piece, segmented and sharded
+    films get the same picture without a second pass through the network. Returns notes."""
+    import av
+
+    info = probe_video(colour, cfg.max_pixels)
+    codec, _ = choose_encoder(info.codec, cfg.codec)
+    cfg = cfg.replace(codec=codec)
+    pix_fmt, bits = output_bits(codec, info.bits)
+    geo = Geometry(info, bits)
+    frames = [0]
+    with open_input(colour) as inp, atomic_path(dst) as tmp:
+        with av.open(str(tmp), "w") as out:
+            streams = setup_output(out, inp, info, 2 * geo.w2, geo.h2, pix_fmt, cfg)
+            _interleave(out, _side_by_side_packets(colour, streams.video, geo, pix_fmt, frames),
+                        _side_packets(inp, streams))
+            for s in streams.reencoded.values():
+                out.mux(s.encode(None))
+        verify_output(tmp, frames[0], dst)
+    return streams.warnings
+
+
+def _side_by_side_packets(colour: Path, vout: Any, geo: Geometry, pix_fmt: str,
+                          count: list[int]) -> Iterator[tuple[float, Any]]:
+    """Encoded gray | colour frames; ``count[0]`` counts them."""
+    import av
+
+    tb = vout.time_base
+    with open_input(colour) as c:
+        v = c.streams.video[0]
+        for fr in c.decode(v):
+            f, _ = working_format(fr)
+            y, u, w = (geo.out_luma(plane(f, i)) for i in range(3))
+            mid = np.full_like(u, int(geo.c_mid))
+            frame = av.VideoFrame(2 * y.shape[1], y.shape[0], pix_fmt)
+            for p, a in zip(frame.planes, (np.hstack([y, y]), np.hstack([mid, u]), np.hstack([mid, w]))):
+                fill_plane(p, a)
+            frame.pts, frame.time_base, frame.color_range = fr.pts, v.time_base, fr.color_range
+            count[0] += 1
+            for p in vout.encode(frame):
+                yield float(p.dts * tb) if p.dts is not None else 0.0, p
+    for p in vout.encode(None):
+        yield float(p.dts * tb) if p.dts is not None else 0.0, p

@@ -19,6 +19,7 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 BENCH_BATCH = 1
 BENCH_ITERS = 20
 BENCH_SECONDS = 20.0  # stop timing after this long (at least 3 calls)
+PROGRESS_SECONDS = 10.0  # a plain progress line this often when stderr is not a terminal (logs)
 # ``--batch-size auto``: frames per network call on the CPU (throughput is flat beyond it,
 # memory is not) ...
 CPU_BATCH = 4
@@ -56,7 +57,7 @@ class InferConfig:
     temporal_strength: float = 0.7  # chroma EMA weight on static pixels; 0 = per-frame
     force: bool = False  # colorize footage that already has colour
     deinterlace: bool = False  # bwdif interlaced sources first (their luma is then the deinterlaced picture)
-    compare: bool = False  # write gray | colour side by side instead
+    compare: bool = False  # also write gray | colour side by side (NAME_compare.EXT beside the output)
     preview: int = 0  # >0: only write this many evenly spaced colorized frames as PNG
     segment_seconds: float = 60.0  # films at least twice this long go in resumable segments; 0: never
     queue_frames: int = 16  # frames in flight per pipeline queue (bounds memory)

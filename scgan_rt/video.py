@@ -369,8 +369,7 @@ class _VideoJob:
             except (av.error.FFmpegError, OSError) as e:
                 raise ResourceError(f"cannot write {self.dst}: {e}") from None
             try:
-                width = self.geo.w2 * (2 if self.cfg.compare else 1)
-                self.streams = setup_output(out, inp, self.info, width, self.geo.h2, self.pix_fmt, self.cfg,
+                self.streams = setup_output(out, inp, self.info, self.geo.w2, self.geo.h2, self.pix_fmt, self.cfg,
                                             side_streams=self.span is None, segment=self.span is not None)
                 self.rep.warnings += self.streams.warnings
                 self.rep.audio_streams = self.streams.audio_streams
@@ -532,9 +531,6 @@ class _VideoJob:
                 continue
             u, v = item.uv()
             y = geo.out_luma(item.y)
-            if self.cfg.compare:
-                neutral = np.full_like(u, int(geo.c_mid))
-                y, u, v = np.hstack([y, y]), np.hstack([neutral, u]), np.hstack([neutral, v])
             frame = av.VideoFrame(y.shape[1], y.shape[0], self.pix_fmt)
             for dst_plane, arr in zip(frame.planes, (y, u, v)):
                 fill_plane(dst_plane, arr)

@@ -1,7 +1,9 @@
 """End-to-end CLI checks: real photos in, full-resolution colour out, and every bad-input
 case of the foundation issue (one-line error, documented exit code, nothing lost)."""
 import json
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -196,3 +198,56 @@ def test_model_init_info_and_evaluate(runner, tmp_path, photos_dir, tiny_weights
     assert res["grayscale_baseline"]["cci_mean"] == 0.0
     r = runner.invoke(app, ["info", "--json"])
     assert r.exit_code == 0 and "backends" in json.loads(r.stdout)
+
+
+def test_colorize_help_reads_at_80_columns():
+    """The help a new user sees in an 80-column terminal: grouped, short, nothing cut or eaten."""
+    import re
+    import subprocess
+    import sys
+
+    from scgan_rt.backends import names
+
+    env = dict(os.environ, COLUMNS="80", TERMINAL_WIDTH="80")
+    r = subprocess.run([sys.executable, "-m", "scgan_rt", "colorize", "--help"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.rstrip().splitlines()
+    assert len(lines) <= 110 and max(len(line) for line in lines) <= 80, len(lines)
+    text = r.stdout
+    usage = next(line for line in lines if "Usage:" in line)
+    assert "INPUT..." in usage and "{" not in usage
+    for panel in ("Input and output", "Model and device", "Colour", "Video", "Large jobs", "GPU"):
+        assert f"─ {panel}" in text, panel
+    for metavar in ("NAME|FILE", "auto|N", "CODEC", "K/N"):
+        assert metavar in text, metavar
+    assert not re.search(r"\bSTR\b", text)  # no bare type placeholders
+    for word in [*names(), "libvpx-vp9", "NAME_compare.EXT", "scgan-rt[ray]"]:
+        assert word in text, word  # never wrapped mid-word, never eaten as markup
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(runner, tiny_weights, gray_tree, tmp_path):
+    """A log (nohup, cron, a cluster job) gets plain lines: done/planned, this run's rate, ETA."""
+    import re
+
+    args = ["colorize", str(gray_tree), "-o", str(tmp_path / "out"), "--model", str(tiny_weights)]
+    r = runner.invoke(app, [*args, "--progress-every", "0.000001"])
+    assert r.exit_code == 0, r.output
+    lines = re.findall(r"colorizing \(\w+\): (\d)/4, ([\d.]+) files/s, ETA (\d+s)", r.output)
+    assert [int(d) for d, _, _ in lines] == [1, 2, 3, 4], r.output
+    assert "\x1b[" not in r.output  # plain text, no terminal codes
+    r = runner.invoke(app, [*args, "--overwrite", "--progress-every", "0"])
+    assert r.exit_code == 0 and "colorizing (" not in r.output, r.output
+
+
+def test_train_without_the_train_extra_names_the_command(runner, tmp_path, monkeypatch):
+    """A lean (colorize-only) install: TensorBoard lives in the `train` extra, which `dev` includes."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    meta = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith("tensorboard") for d in meta["dependencies"])
+    assert any(d.startswith("tensorboard") for d in meta["optional-dependencies"]["train"])
+    assert "scgan-rt[train]" in meta["optional-dependencies"]["dev"]
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if it were not installed
+    r = runner.invoke(app, ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert r.exit_code == 2, r.output
+    assert " ".join(r.output.split()) == "error: training needs tensorboard (the train extra): pip install 'scgan-rt[train]'"

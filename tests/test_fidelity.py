@@ -152,13 +152,24 @@ def test_saturation_scales_colour_photos_and_video(runner, tmp_path):
     assert r.exit_code == 2 and "--saturation must be in [0, 4]" in r.output
 
 
-def test_compare_for_photos(runner, tmp_path, tiny_weights):
-    src = PHOTOS / "skimage__coffee.jpg"
-    rep = _run(runner, src, "-o", tmp_path / "out", "--compare", "--model", tiny_weights)
-    out = tmp_path / "out" / "skimage__coffee_compare.jpg"
-    assert rep["outputs"] == [str(out)]
+def test_compare_for_photos_goes_beside_the_colour_output(runner, tmp_path, tiny_weights):
+    """--compare adds NAME_compare.EXT beside the colour output: into a folder, to a file, beside the input."""
+    src = tmp_path / "coffee.jpg"
+    src.write_bytes((PHOTOS / "skimage__coffee.jpg").read_bytes())
     w, h = Image.open(src).size
-    a = np.asarray(Image.open(out), np.float32)
-    assert a.shape == (h, 2 * w, 3)
-    left = a[:, :w]
-    assert np.abs(left[..., 0] - left[..., 2]).mean() < 2  # the gray half
+    for extra, colour in ((["-o", tmp_path / "out"], tmp_path / "out" / "coffee.jpg"),
+                          (["-o", tmp_path / "one.png"], tmp_path / "one.png"),
+                          ([], tmp_path / "coffee_colorized.jpg")):
+        rep = _run(runner, src, *extra, "--compare", "--model", tiny_weights)
+        assert rep["outputs"] == [str(colour)]
+        assert np.asarray(Image.open(colour)).shape == (h, w, 3)  # the colour output, whole
+        cmp = colour.with_name(colour.stem + "_compare" + colour.suffix)
+        a = np.asarray(Image.open(cmp), np.float32)
+        assert a.shape == (h, 2 * w, 3)
+        left = a[:, :w]
+        assert np.abs(left[..., 0] - left[..., 2]).mean() < 2  # the gray half
+    # a rerun without the compare file redoes it; with both present the photo is done
+    (tmp_path / "out" / "coffee_compare.jpg").unlink()
+    rep = _run(runner, src, "-o", tmp_path / "out", "--compare", "--model", tiny_weights)
+    assert rep["done"] == 1 and (tmp_path / "out" / "coffee_compare.jpg").is_file()
+    assert _run(runner, src, "-o", tmp_path / "out", "--compare", "--model", tiny_weights)["done"] == 0

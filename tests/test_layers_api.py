@@ -133,7 +133,7 @@ def test_file_output_for_several_inputs_is_a_usage_error(runner, tmp_path, tiny_
 
 def test_help_shows_choices_not_python_types():
     r = _cli(["colorize", "--help"], {"COLUMNS": "200"})
-    assert "auto|tensorrt|onnxruntime|torch" in r.stdout and "auto|cpu|cuda|cuda:N" in r.stdout
+    assert "auto, tensorrt, onnxruntime or torch" in r.stdout and "auto, cpu, cuda or cuda:N" in r.stdout
     assert "list[" not in r.stdout and "<" not in r.stdout
 
 
@@ -203,3 +203,12 @@ def test_openmp_spin_is_shortened_unless_the_user_chose():
                         "import torch; print(os.environ['GOMP_SPINCOUNT'])"], capture_output=True, text=True,
                        env={k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")})
     assert r.stdout.strip() == OMP_SPIN
+
+
+def test_no_import_cycle_between_cli_and_entry_point():
+    """The entry point imports the CLI, never the other way round (zero import cycles)."""
+    import grimp
+
+    graph = grimp.build_graph("scgan_rt")
+    assert graph.find_shortest_chain(importer="scgan_rt.__main__", imported="scgan_rt.cli") is not None
+    assert graph.find_shortest_chain(importer="scgan_rt.cli", imported="scgan_rt.__main__") is None

@@ -3,6 +3,7 @@ loads, no console errors, and a screenshot is kept as a test artifact."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 from pathlib import Path
@@ -88,3 +89,64 @@ def test_pages_split_for_large_runs(tmp_path):
     pages = sorted(p.name for p in tmp_path.glob("report*.html"))
     assert pages == ["report.html", "report_2.html", "report_3.html"]
     assert "href='report_2.html'" in first.read_text() and first.stat().st_size < 200_000
+
+
+def _folder_of_photos(tmp_path: Path) -> Path:
+    """Two gray photos, one colour photo and one broken file."""
+    from PIL import Image
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in sorted(PHOTOS.glob("*.jpg"))[:2]:
+        Image.open(f).convert("L").save(src / f.name)
+    shutil.copy(sorted(PHOTOS.glob("*.jpg"))[2], src / "colour.jpg")
+    (src / "broken.png").write_bytes(b"not a png")
+    return src
+
+
+def _cards(page: Path) -> list[str]:
+    import re
+
+    return re.findall(r"<span class='status'>([^<]*)</span>", page.read_text())
+
+
+def test_report_describes_the_output_folder_and_survives_a_rerun(runner, tmp_path, tiny_weights):
+    src, out = _folder_of_photos(tmp_path), tmp_path / "out"
+    args = ["colorize", str(src), "-o", str(out), "--model", str(tiny_weights), "--skip-color", "--report"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 6, r.output
+    page = out / "report.html"
+    assert f"report: {page}" in r.stdout  # the CLI says where it is
+    assert sorted(_cards(page)) == ["done", "done", "failed", "skipped: already colour"]
+    text = page.read_text()
+    for fact in ("mean chroma ", "colourfulness ", " KiB", "not a readable image"):
+        assert fact in text, fact
+    for raw in ("skipped_existing", "photo_batch", "compile_seconds", "video_fps", "failed_before",
+                "films_pending", "None", "[]", "already done or colour"):
+        assert raw not in text, raw
+    first_pictures = sorted(p.name for p in (out / "report_files").glob("*.jpg"))
+
+    r = runner.invoke(app, args)  # the rerun an archivist makes to resume: nothing new to do
+    assert r.exit_code == 6, r.output
+    assert sorted(_cards(page)) == ["done earlier", "done earlier", "failed earlier", "skipped: already colour"]
+    assert page.read_text().count("<img ") == 2 * 2  # input | output of both photos, still there
+    for name in re.findall(r"src='report_files/([^']+)'", page.read_text()):
+        assert (out / "report_files" / name).is_file()
+    assert sorted(p.name for p in (out / "report_files").glob("*.jpg")) == first_pictures  # reused, not redone
+
+    outputs = {p: p.stat().st_mtime_ns for p in out.glob("*.jpg")}
+    page.unlink()
+    r = runner.invoke(app, ["status", str(out), "--report"])  # rebuilt without colorizing anything
+    assert r.exit_code == 0 and f"report: {page}" in r.stdout, r.output
+    assert len(_cards(page)) == 4 and {p: p.stat().st_mtime_ns for p in out.glob("*.jpg")} == outputs
+
+
+def test_report_merges_the_shards(runner, tmp_path, tiny_weights):
+    src, out = _folder_of_photos(tmp_path), tmp_path / "out"
+    for k in (1, 2):
+        r = runner.invoke(app, ["colorize", str(src), "-o", str(out), "--model", str(tiny_weights), "--skip-color",
+                                "--shard", f"{k}/2", "--report"])
+        assert r.exit_code in (0, 6), r.output
+    cards = _cards(out / "report.html")  # every shard's items on one sheet
+    assert len(cards) == 4 and sum(c.startswith("done") for c in cards) == 2 and "skipped: already colour" in cards
+    assert "Planned</th><td>4" in (out / "report.html").read_text()

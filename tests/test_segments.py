@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -81,10 +82,18 @@ def test_interrupted_film_resumes_with_its_finished_segments(tmp_path, tiny_weig
     assert p.wait(timeout=60) == 130
     kept = len(list(work.glob("seg*.done")))
     assert 2 <= kept < 6 and not out.exists() and not list(work.glob("*partial*"))
-    r = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=300)
+    # the interrupt line says what was kept and how to go on
+    said = p.stderr.read()
+    assert f"interrupted: {kept} of 6 segments kept in {work}/; run the same command to resume" in said, said
+    kept_frames = sum(json.loads(f.read_text())["frames"] for f in work.glob("seg*.done"))
+    r = subprocess.run(args + ["--json", "--progress-every", "0.01"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
-    assert rep["video_frames"] < 150  # only the unfinished segments were encoded again
+    assert rep["video_frames"] == 150 - kept_frames  # only the unfinished segments were encoded again
+    assert f"resuming: {kept} of 6 segments done (out.mp4)" in r.stderr
+    # stderr is a pipe: plain progress lines, counting the whole film, the rate only this run's frames
+    lines = re.findall(r"film\.mp4 \(torch\): (\d+)/150, ([\d.]+) frames/s, ETA (\S+)", r.stderr)
+    assert lines and all(int(done) > kept_frames for done, _, _ in lines), r.stderr
     one = tmp_path / "one.mp4"
     subprocess.run([sys.executable, "-m", "scgan_rt", "colorize", str(film), "-o", str(one), "--model",
                     str(tiny_weights), "--backend", "torch", "--segment-seconds", "0"], check=True, timeout=300,
@@ -147,3 +156,12 @@ def test_ray_spreads_a_films_segments_and_the_driver_joins_it(tmp_path, tiny_wei
         assert not (out / ".film.mp4.segments").exists()
     finally:
         ray.shutdown()
+
+
+def test_compare_of_a_segmented_film_goes_beside_it_with_every_frame(runner, tmp_path, tiny_weights, film):
+    _colorize(runner, film, tmp_path / "seg.mp4", tiny_weights, "--segment-seconds", "2", "--compare")
+    seg, cmp = _streams(tmp_path / "seg.mp4"), _streams(tmp_path / "seg_compare.mp4")
+    assert cmp[0] == seg[0] and len(cmp[0]) == 150  # every frame, every pts
+    assert cmp[1] == seg[1]  # the audio, copied
+    with av.open(str(tmp_path / "seg_compare.mp4")) as c:
+        assert c.streams.video[0].width == 2 * 96

@@ -233,11 +233,15 @@ def test_preview_and_compare(runner, tiny_weights, tmp_path, photos_dir):
     assert r.exit_code == 0, r.output
     pngs = sorted((tmp_path / "prev").glob("*.png"))
     assert [p.name for p in pngs] == [f"p_preview_0{i}.png" for i in (1, 2, 3)]
-    r = _run(runner, src, "-o", tmp_path / "cmp", "--compare", "--model", tiny_weights)
-    assert r.exit_code == 0, r.output
-    planes = decode_planes(tmp_path / "cmp" / "p_compare.mp4")
-    assert len(planes) == 20 and planes[0][1].shape == (64, 192)
-    assert np.abs(planes[0][2][:, :48].astype(int) - 128).max() <= 2  # left half stays gray
+    for out, colour in ((tmp_path / "cmp", tmp_path / "cmp" / "p.mp4"), (tmp_path / "film.mp4", tmp_path / "film.mp4")):
+        r = _run(runner, src, "-o", out, "--compare", "--model", tiny_weights)
+        assert r.exit_code == 0, r.output
+        assert decode_planes(colour)[0][1].shape == (64, 96)  # the colour film stays as it is
+        planes = decode_planes(colour.with_name(colour.stem + "_compare.mp4"))
+        assert len(planes) == 20 and planes[0][1].shape == (64, 192)
+        assert np.abs(planes[0][2][:, :48].astype(int) - 128).max() <= 2  # left half stays gray
+        y = planes[0][1].astype(int)
+        assert np.abs(y[:, :96] - y[:, 96:]).mean() < 2  # the same picture both sides (lossy encode)
 
 
 def _cli_subprocess(args, **kw):
@@ -378,3 +382,17 @@ def test_truncated_faststart_file_keeps_what_decodes_and_says_so(runner, tiny_we
     assert 0 < n < 40
     assert any(f"only {n} of 40 frames could be decoded" in w for w in s["warnings"])
     assert len(decode_planes(tmp_path / "o.mp4")) == n and sha(cut) == before
+
+
+def test_evaluate_video_refuses_other_sizes_and_frame_counts(runner, tiny_weights, tmp_path, photos_dir):
+    still = noisy_still(photos_dir / "skimage__coffee.jpg", n=12, w=96, h=64)
+    src = write_clip(tmp_path / "src.mp4", still)
+    short = write_clip(tmp_path / "short.mp4", still[:9])
+    wide = write_clip(tmp_path / "wide.mp4", noisy_still(photos_dir / "skimage__coffee.jpg", n=12, w=192, h=64))
+    for other, words in ((wide, ["frame sizes differ", "src.mp4 is 96x64", "wide.mp4 is 192x64"]),
+                         (short, ["frame counts differ", "src.mp4 has 12 frames", "short.mp4 has 9"])):
+        r = runner.invoke(app, ["evaluate-video", str(src), str(other)])
+        assert r.exit_code == 3, r.output
+        line = r.output.strip()
+        assert "\n" not in line and all(w in line for w in words), line
+    assert runner.invoke(app, ["evaluate-video", str(src), str(src), "--json"]).exit_code == 0

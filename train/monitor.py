@@ -27,7 +27,7 @@ class Monitor:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(out / "tb"))
-        except ImportError:  # tensorboard is a dependency, but don't die without it
+        except ImportError:  # train() checked the train extra; a broken install still trains
             console.print("tensorboard not installed: no TensorBoard logs")
         self.progress = Progress(TextColumn("[bold]stage {task.fields[stage]}[/] ep {task.fields[epoch]}"), BarColumn(),
                                  MofNCompleteColumn(), TextColumn("{task.fields[losses]}"),

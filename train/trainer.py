@@ -22,7 +22,7 @@ from scgan_rt.config import ModelConfig, TrainConfig
 from scgan_rt.errors import InputError, UsageError
 from scgan_rt.weights import load_state_strict, read_weights, save_weights
 
-from . import distributed as D
+from . import distributed as D, require_train_extra
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from .data import ColorizationDataset, EpochSampler, check_maps, scan_photos
 from .monitor import Monitor
@@ -86,6 +86,7 @@ def train(tcfg: TrainConfig, mcfg: ModelConfig, data: Path, out: Path, *, salien
           perceptual_weights: str | None = None, resume: bool = False, device: str = "auto",
           ckpt_every: int = 1000, quiet: bool = False) -> dict[str, Any]:
     """Run one training stage; returns a summary (steps, epochs, outputs, wallclock)."""
+    require_train_extra()
     t_start = time.monotonic()
     src = _Sources(Path(data), Path(out), saliency_dir, input_dir, init, gfn_weights, perceptual_weights, resume,
                    ckpt_every)
