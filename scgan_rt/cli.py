@@ -645,7 +645,7 @@ def train_cmd(
     encoder: Optional[str] = typer.Option(None, "--encoder", help="U-Net encoder: scgan (paper) or efficientnet-lite0 (ImageNet prior); default: the preset's."),
     prior_freeze_steps: int = typer.Option(T.prior_freeze_steps, "--prior-freeze-steps", help="Keep the pretrained prior frozen for the first N steps."),
     prior_lr_scale: float = typer.Option(T.prior_lr_scale, "--prior-lr-scale", help="The prior's learning rate as a fraction of the generator's."),
-    perceptual_net: str = typer.Option(T.perceptual_net, "--perceptual-net", help="vgg16 (paper; needs the file) or efficientnet-lite0 (from the [train] extra)."),
+    perceptual_net: str = typer.Option(T.perceptual_net, "--perceptual-net", help="auto (VGG-16 if its file is found, else efficientnet-lite0), vgg16 (paper; needs the file) or efficientnet-lite0 (from the scgan-rt\\[train] extra)."),
     perceptual_stage1: bool = typer.Option(T.perceptual_stage1, "--perceptual-stage1", help="Use the perceptual loss in stage 1 too."),
     lambda_perceptual: float = typer.Option(T.lambda_perceptual, "--lambda-perceptual", help="Weight of the perceptual loss (paper: 5)."),
     ab_class: float = typer.Option(T.lambda_ab_class, "--ab-class", help="Weight of the rebalanced ab-bin classification loss (Zhang et al. 2016; 0: off)."),
