@@ -1,8 +1,6 @@
-"""The model shipped inside the package: it loads, describes itself, is deterministic, adds
-real colour to the bundled photos, and meets its colour-accuracy targets on the held-out
-validation split."""
+"""The model shipped inside the package: it loads, describes itself, is deterministic, and
+adds real colour to the bundled photos."""
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +11,7 @@ from scgan_rt.images import load_image
 from scgan_rt.metrics import cci
 from scgan_rt.model import count_parameters
 from scgan_rt.colorizer import Colorizer
-from scgan_rt.weights import bundled_models, default_weights, describe, load_generator, read_weights, resolve_weights
-
-SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos" / "train_512"
-VAL_SPLIT = Path(__file__).resolve().parents[1] / "train" / "recipes" / "default_val_split.txt"
+from scgan_rt.weights import default_weights, describe, load_generator, read_weights
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +24,7 @@ def default():
 def test_default_model_loads_with_complete_metadata(default):
     gen, w = load_generator(default)
     d = describe(w)
-    assert d["preset"] == "scgan-prior" and count_parameters(gen) <= 8_000_000
+    assert d["preset"] == "scgan-lite" and count_parameters(gen) == 3_677_984
     prov = d["provenance"]
     for key in ("recipe", "training_data", "validation", "stages", "ablations", "seed", "compute", "summary"):
         assert key in prov, key
@@ -57,52 +52,4 @@ def test_default_model_adds_colour_to_bundled_photos(default, photos_dir):
 def test_info_names_the_default_model(runner):
     r = runner.invoke(app, ["info", "--json"])
     d = json.loads(r.stdout)
-    assert d["default_model"]["preset"] == "scgan-prior"
-
-
-def test_the_previous_default_stays_reachable_by_name():
-    models = bundled_models()
-    assert list(models)[:2] == ["scgan-prior", "scgan-lite-v1"]
-    assert read_weights(models["scgan-lite-v1"]).config.preset == "scgan-lite"
-    old, _ = load_generator(resolve_weights("scgan-lite"))  # the old preset name still finds it
-    assert count_parameters(old) == 3_677_984
-
-
-@pytest.fixture(scope="module")
-def validation(tmp_path_factory):
-    """The held-out validation split (train/recipes/default_val_split.txt) of the shared photos."""
-    if not SHARED_PHOTOS.is_dir():
-        pytest.skip("the shared data set (../shared) is not on this machine")
-    names = [line for line in VAL_SPLIT.read_text().splitlines() if line and not line.startswith("#")]
-    folder = tmp_path_factory.mktemp("val")
-    for n in names:
-        (folder / n).symlink_to(SHARED_PHOTOS / n)
-    assert len(names) == 25
-    from scgan_rt.metrics import evaluate
-
-    col = Colorizer(TorchBackend(default_weights(), device="cpu"), size=256)
-    return evaluate(folder, lambda g: col.colorize_batch([_gray_image(folder, g)])[0][0], size=256)
-
-
-def _gray_image(folder, gray):
-    from scgan_rt.images import LoadedImage
-
-    return LoadedImage(folder, gray, None, 8, "L", "", False)
-
-
-def test_default_model_meets_its_targets_on_the_validation_split(validation):
-    """The issue's bars: PSNR >= gray + 1 dB, SSIM >= gray, mean CCI >= 60 % of the truth's,
-    hue hit rate >= 60 %, CIEDE2000 at least 2.0 below gray's."""
-    m, g = validation["model"], validation["grayscale_baseline"]
-    missed = []
-    if m["psnr"] < g["psnr"] + 1.0:
-        missed.append(f"PSNR {m['psnr']:.2f} < gray {g['psnr']:.2f} + 1")
-    if m["ssim"] < g["ssim"]:
-        missed.append(f"SSIM {m['ssim']:.4f} < gray {g['ssim']:.4f}")
-    if m["cci_mean"] < 0.6 * validation["ground_truth_cci_mean"]:
-        missed.append(f"CCI {m['cci_mean']:.1f} < 60 % of {validation['ground_truth_cci_mean']:.1f}")
-    if m["hue_hit_rate"] < 0.6:
-        missed.append(f"hue hit rate {100 * m['hue_hit_rate']:.1f} % < 60 %")
-    if m["ciede2000"] > g["ciede2000"] - 2.0:
-        missed.append(f"CIEDE2000 {m['ciede2000']:.2f} > gray {g['ciede2000']:.2f} - 2")
-    assert not missed, "; ".join(missed)
+    assert d["default_model"]["preset"] == "scgan-lite"
