@@ -99,6 +99,10 @@ def realistic_weights(path: Path, photos: "np.ndarray", cfg: ModelConfig, seed: 
     from scgan_rt.weights import save_weights
 
     g = build_generator(cfg, seed=seed)
+    if g.prior is not None:  # the ImageNet prior, as training starts from it
+        from scgan_rt.backbone import load_pretrained
+
+        load_pretrained(g.prior)
     for m in g.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = None

