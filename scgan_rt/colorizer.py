@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .backends import Backend, BackendOptions, infer_via_numpy, open_backend
-from .color import chroma_from_prediction, luma_of, merge_luminance, to_network
+from .color import chroma_from_prediction, merge_luminance, to_network
 from .errors import ModelError
-from .images import STRIP_ROWS, LoadedImage
+from .images import STRIP_ROWS, LoadedImage, picture_image
 from .settings import AUTO_MAX_BATCH, AUTO_MEMORY_SHARE, CPU_BATCH, DEVICE_BYTES_PER_PIXEL, InferConfig
 from .weights import resolve_weights
 
@@ -42,10 +42,13 @@ class Colorizer:
         self.device = device or (backend.device if on_gpu else "cpu")
 
     @classmethod
-    def open(cls, config: InferConfig | None = None, weights: str | os.PathLike[str] | None = None, *,
+    def open(cls, config: InferConfig | str | os.PathLike[str] | None = None, weights: str | os.PathLike[str] | None = None, *,
              model: str | os.PathLike[str] | None = None, **settings: Any) -> "Colorizer":
         """Open the backend ``config`` asks for on ``weights`` (or ``model``: ``"default"``, a
-        bundled preset name or a file). Keyword ``settings`` override ``InferConfig`` fields."""
+        bundled preset name or a file). Keyword ``settings`` override ``InferConfig`` fields.
+        A path or name in ``config``'s place is taken as ``weights``."""
+        if isinstance(config, (str, os.PathLike)):
+            config, weights = None, config
         cfg = (config or InferConfig()).replace(**settings) if settings else (config or InferConfig()).validate()
         path = resolve_weights(weights if weights is not None else model)
         name = "torch" if cfg.compile and cfg.backend == "auto" else cfg.backend  # only torch compiles
@@ -157,20 +160,16 @@ class Colorizer:
 
     def colorize(self, image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
         """One picture in, its colorized version out, in the same kind: a PIL image gives an
-        RGB PIL image; a uint8 array (``H x W`` or ``H x W x 3``) a uint8 ``H x W x 3`` array;
-        a float array in [0, 1] a float array."""
-        is_pil = isinstance(image, Image.Image)
-        a = np.asarray(image.convert("RGB") if is_pil and image.mode not in ("L", "RGB") else image)
-        is_float = np.issubdtype(a.dtype, np.floating)
-        x = a.astype(np.float32) if is_float else a.astype(np.float32) / float(np.iinfo(a.dtype).max)
-        luma = luma_of(x[..., :3]) if x.ndim == 3 else x
-        im = LoadedImage(path=None, luma=np.ascontiguousarray(luma, dtype=np.float32), alpha=None, bits=8,  # type: ignore[arg-type]
-                         mode="RGB", format="", is_color=False)
-        rgb = self.colorize_batch([im])[0][0]
-        if is_float:
-            return rgb
-        out = (rgb * 255 + 0.5).clip(0, 255).astype(np.uint8)
-        return Image.fromarray(out, "RGB") if is_pil else out
+        RGB PIL image; a uint8 array (``H x W`` or ``H x W x 3``) a uint8 ``H x W x 3`` array,
+        a uint16 array a uint16 one, a float array in [0, 1] a float32 array; other integer
+        arrays by their value range (see ``images.array_image``). Anything else is an
+        ``InputError``, never a wrong picture."""
+        im, kind = picture_image(image, self.config.max_pixels)
+        if kind == "float":
+            return self.colorize_batch([im])[0][0]
+        im.bits = 16 if kind == "uint16" else 8
+        rgb = self.colorize_batch([im], quantise=True)[0][0]
+        return Image.fromarray(rgb, "RGB") if kind == "pil" else rgb
 
 
 def auto_batch(free_bytes: int, net_bytes_per_frame: int, pixels: int) -> int:

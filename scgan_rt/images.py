@@ -146,6 +146,68 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = 178_956_970) -> L
         return loaded
 
 
+def picture_image(image: object, max_pixels: int = 178_956_970) -> tuple[LoadedImage, str]:
+    """A picture handed to the Python API reduced like a file, with the kind of result to
+    give back: ``"pil"``, ``"uint8"``, ``"uint16"`` or ``"float"``. Raises ``InputError`` for
+    anything it would otherwise turn into a wrong picture (see ``array_image``)."""
+    if isinstance(image, Image.Image):
+        _check_pixels(image.size[0], image.size[1], max_pixels, "picture")
+        if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # deep modes follow the array rules
+            return array_image(np.asarray(image), max_pixels)[0], "pil"
+        return _reduce(image, Path("<picture>"), ""), "pil"
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"expected a PIL image or a numpy array, got {type(image).__name__}")
+    return array_image(image, max_pixels)
+
+
+def array_image(a: np.ndarray, max_pixels: int = 178_956_970) -> tuple[LoadedImage, str]:
+    """The documented array rules: ``H x W``, ``H x W x 1``, ``H x W x 3`` or ``H x W x 4``
+    (alpha ignored); uint8 (0..255) and uint16 (0..65535) as they are; other integers by
+    their value range (within 0..255: 8-bit, within 0..65535: 16-bit, else refused); floats
+    in [0, 1] (anything outside, NaN or Inf is refused). Nothing is guessed or clipped."""
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+        raise InputError(f"array of shape {a.shape}: expected H x W (gray) or H x W x 3 (RGB)")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise InputError(f"array of shape {a.shape} has no pixels")
+    _check_pixels(a.shape[1], a.shape[0], max_pixels, "array")
+    x, kind = _unit_range(a)
+    luma = luma_of(x[..., :3]) if x.ndim == 3 and x.shape[2] >= 3 else (x[..., 0] if x.ndim == 3 else x)
+    bits = 16 if kind == "uint16" else 8
+    return LoadedImage(None, np.ascontiguousarray(np.clip(luma, 0, 1), np.float32), None, bits,  # type: ignore[arg-type]
+                       "array", "", False), kind
+
+
+def _unit_range(a: np.ndarray) -> tuple[np.ndarray, str]:
+    """``a`` as float32 in [0, 1] and the result kind its dtype and values call for."""
+    if a.dtype in (np.uint8, np.uint16):
+        return a.astype(np.float32) / np.iinfo(a.dtype).max, str(a.dtype)
+    if np.issubdtype(a.dtype, np.integer) and a.dtype != np.bool_:
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi > 65535:
+            raise InputError(f"{a.dtype} array with values {lo}..{hi}: integer pictures must hold 0..255 (8-bit) "
+                             f"or 0..65535 (16-bit) code values")
+        kind = "uint8" if hi <= 255 else "uint16"
+        return a.astype(np.float32) / (255 if kind == "uint8" else 65535), kind
+    if np.issubdtype(a.dtype, np.floating):
+        x = a.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise InputError("the input array contains NaN or Inf values")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise InputError(f"float array with values {lo:g}..{hi:g}: float pictures must be in [0, 1] "
+                             f"(divide 8-bit code values by 255)")
+        return x, "float"
+    raise InputError(f"{a.dtype} array: expected uint8, uint16, integers in 0..65535 or floats in [0, 1]")
+
+
+def _check_pixels(w: int, h: int, max_pixels: int, what: str) -> None:
+    limit, why = pixel_limit(max_pixels)
+    if w * h > limit:
+        raise InputError(f"{what} too large: {w}x{h} = {w * h / 1e6:.0f} MP (limit {limit / 1e6:.0f} MP: {why})")
+    if w < 1 or h < 1:
+        raise InputError(f"{what} has no pixels ({w}x{h})")
+
+
 def _upright_exif(im: Image.Image) -> bytes | None:
     """The file's own EXIF block (JPEG, PNG, WebP) with the orientation reset to 1, because
     the pixels are turned upright on load; None when it has none."""

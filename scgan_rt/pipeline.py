@@ -170,9 +170,20 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
         jobs = [Job(j.src, (out or j.src.with_name(j.src.stem + "_preview")) if is_video(j.src) else j.dst, j.rel)
                 for j in jobs]
     for j in jobs:
-        if j.dst.resolve() == j.src.resolve():
-            raise UsageError(f"output would overwrite input: {j.src}")
+        refuse_input_as_output(j.src, j.dst)
     return jobs
+
+
+def refuse_input_as_output(src: Path, dst: Path) -> None:
+    """``UsageError`` when writing ``dst`` would replace ``src`` (any spelling: ``..``,
+    symlinks, hard links), for the CLI and the Python API alike."""
+    same = src.resolve() == dst.resolve()
+    try:
+        same = same or (dst.exists() and os.path.samefile(src, dst))
+    except OSError:
+        pass
+    if same:
+        raise UsageError(f"output would overwrite input: {src}; choose another output")
 
 
 def _folder_jobs(folder: Path, out: Path | None, tag: str, compare_tag: str | None, codec: str,

