@@ -264,8 +264,9 @@ def _encoder_preset(encoder_preset: str, preset_alias: Optional[str]) -> str:
 def colorize_cmd(
     inputs: list[Path] = typer.Argument(..., help="Image/video files and/or folders (recursive).", readable=False,
                                         metavar="INPUT"),
-    output: Optional[Path] = typer.Option(
-        None, "-o", "--output", help="A file path for a single input, otherwise a folder mirroring the inputs. "
+    output: Optional[str] = typer.Option(
+        None, "-o", "--output", metavar="PATH", help="A file path for a single input, otherwise a folder mirroring the "
+        "inputs (a trailing / always means a folder). "
         "Default: beside each input as NAME_colorized.EXT (a folder F goes to F_colorized/)."),
     model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     backend: str = typer.Option(I.backend, "--backend", metavar=BACKEND_CHOICES, help="Inference backend."),
@@ -300,6 +301,8 @@ def colorize_cmd(
     shard: Optional[str] = typer.Option(None, "--shard", metavar="K/N", help="Only this shard of the inputs (stable "
                                         "hash of each relative path), with its own journal; `status` merges them."),
     retry_failed: bool = typer.Option(I.retry_failed, "--retry-failed", help="Redo items the journal says failed."),
+    wait_lock: bool = typer.Option(I.wait_lock, "--wait-lock", help="Wait while another run holds an output "
+                                   "folder (it is refused with exit 2 otherwise)."),
     verify: bool = typer.Option(I.verify, "--verify", help="Journal and compare inputs' sha256, not only size + mtime."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|ADDRESS", help="Run on a Ray cluster (auto: the "
                                       "running one, else a local instance). Needs scgan-rt[ray]."),
@@ -311,7 +314,8 @@ def colorize_cmd(
     from .colorizer import Colorizer
     from .errors import UsageError
     from .journal import Journal, Shard
-    from .pipeline import colorize_files, journal_root, plan_jobs, preflight_outputs, settings_key, shard_jobs
+    from .pipeline import (colorize_files, journal_root, locked_outputs, plan_jobs, preflight_outputs, settings_key,
+                           shard_jobs)
     from .weights import sha256_file
 
     cfg = InferConfig(size=size, batch_size=parse_batch_size(batch_size), backend=backend, device=device,
@@ -320,43 +324,51 @@ def colorize_cmd(
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias),
                       temporal_strength=temporal_strength, force=force, deinterlace=deinterlace, compare=compare,
                       preview=preview,
-                      retry_failed=retry_failed, verify=verify, segment_seconds=segment_seconds).validate()
+                      retry_failed=retry_failed, verify=verify, segment_seconds=segment_seconds,
+                      wait_lock=wait_lock).validate()
     skipped: list[tuple[str, str]] = []
     jobs = plan_jobs(inputs, output, compare_tag="_compare" if compare else None, preview=bool(preview),
                      codec=cfg.codec, skipped=skipped)
     part = Shard.parse(shard)
     if part is not None:
         jobs = shard_jobs(jobs, part, cfg)
+    if ray is not None and (ray_workers < 1 or gpus_per_worker < 0):
+        raise UsageError("--ray-workers must be >= 1 and --gpus-per-worker >= 0")
     preflight_outputs(jobs)
     weights = _weights(model)
     root = None if preview else journal_root(inputs, output)
-    journal = Journal(root, part, settings_key(cfg, sha256_file(weights)), cfg.verify) if root else None
-    if journal is not None:
-        journal.check_settings(cfg.overwrite)
-    if ray is not None:
-        from .ray_job import colorize_on_ray
-
-        if ray_workers < 1 or gpus_per_worker < 0:
-            raise UsageError("--ray-workers must be >= 1 and --gpus-per-worker >= 0")
-        with _progress() as prog:
-            task = prog.add_task("colorizing [ray]", total=len(jobs), rate="")
-            rep = colorize_on_ray(jobs, cfg, weights, journal=journal, address=ray, workers=ray_workers,
-                                  gpus_per_worker=gpus_per_worker,
-                                  on_progress=lambda d, t: prog.update(task, completed=d))
-    else:
-        colorizer = Colorizer.open(cfg, weights)
-        with _progress() as prog:
-            bars = _RunProgress(prog, colorizer, len(jobs))
-            rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames, journal=journal,
-                                 shard=part, unsupported=skipped)
-    if journal is not None:
-        journal.close()
+    with locked_outputs(jobs, root, part, cfg.wait_lock):  # one writer per output folder
+        journal = Journal(root, part, settings_key(cfg, sha256_file(weights)), cfg.verify) if root else None
+        if journal is not None:
+            journal.check_settings(cfg.overwrite)
+        try:
+            if ray is not None:
+                rep = _colorize_on_ray(jobs, cfg, weights, journal, ray, ray_workers, gpus_per_worker)
+            else:
+                colorizer = Colorizer.open(cfg, weights)
+                with _progress() as prog:
+                    bars = _RunProgress(prog, colorizer, len(jobs))
+                    rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames,
+                                         journal=journal, shard=part, unsupported=skipped)
+        finally:
+            if journal is not None:
+                journal.close()
     rep.note_unsupported(skipped)
     if report:
-        rep.report = str(_write_run_report(rep, jobs, output))
+        rep.report = str(_write_run_report(rep, jobs, Path(output) if output else None))
     _print_report(rep, json_out)
     if rep.exit_code:
         raise typer.Exit(rep.exit_code)
+
+
+def _colorize_on_ray(jobs: list[Any], cfg: InferConfig, weights: Path, journal: Any, address: str, workers: int,
+                     gpus_per_worker: float) -> Any:
+    from .ray_job import colorize_on_ray
+
+    with _progress() as prog:
+        task = prog.add_task("colorizing [ray]", total=len(jobs), rate="")
+        return colorize_on_ray(jobs, cfg, weights, journal=journal, address=address, workers=workers,
+                               gpus_per_worker=gpus_per_worker, on_progress=lambda d, t: prog.update(task, completed=d))
 
 
 def _write_run_report(rep: Any, jobs: list[Any], output: Optional[Path]) -> Path:

@@ -8,6 +8,7 @@ optional alpha plane, and the bit depth to write back. Outputs are written atomi
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import warnings
 import zlib
@@ -93,11 +94,36 @@ def output_suffix(path: Path) -> str:
     return path.suffix if fmt in WRITABLE else ".png"
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def file_kind(path: Path) -> str:
+    """``"file"`` for a regular file (through symlinks), else what it is: ``"a FIFO"``,
+    ``"a folder"``, ``"a broken link"``, ``"missing"``... Never opens it (a FIFO would block)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken link" if os.path.islink(path) else "missing"
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    if stat.S_ISREG(mode):
+        return "file"
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def is_regular(path: Path) -> bool:
+    return file_kind(path) == "file"
+
+
 def check_readable(path: Path) -> None:
-    if not path.exists():
+    """``InputError`` unless ``path`` is a non-empty regular file we may read (checked
+    without opening it)."""
+    kind = file_kind(path)
+    if kind == "missing":
         raise InputError(f"not found: {path}")
-    if not path.is_file():
-        raise InputError(f"not a file: {path}")
+    if kind != "file":
+        raise InputError(f"not a regular file: {path} is {kind}")
     if not os.access(path, os.R_OK):
         raise InputError(f"cannot read {path}: permission denied")
     if path.stat().st_size == 0:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,8 +141,8 @@ class Journal:
         rec = self.history.items.get(rel)
         if rec is None or rec.get("settings") != self.settings:
             return None  # unknown, or decided under other settings (e.g. a colour skip before --force)
-        st = src.stat()
-        if rec.get("size") != st.st_size or rec.get("mtime_ns") != st.st_mtime_ns:
+        st = _stat(src)
+        if st is None or rec.get("size") != st.st_size or rec.get("mtime_ns") != st.st_mtime_ns:
             return None
         if self.verify and rec.get("sha256") and rec["sha256"] != file_sha256(src):
             return None
@@ -150,12 +151,12 @@ class Journal:
     def record(self, rel: str, src: Path, output: Path | None, status: str, reason: str = "",
                seconds: float | None = None) -> None:
         """One finished item; ``output`` (written) is kept relative to the journal's folder."""
-        st = src.stat()
-        rec: dict[str, Any] = {"kind": "item", "input": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                               "output": None if output is None else self._relative(output), "status": status, "reason": reason, "time": time.time(),
-                               "settings": self.settings,
+        st = _stat(src)  # None: the input vanished (its failure is still recorded)
+        rec: dict[str, Any] = {"kind": "item", "input": rel, "size": st and st.st_size, "mtime_ns": st and st.st_mtime_ns,
+                               "output": None if output is None else self._relative(output), "status": status,
+                               "reason": reason, "time": time.time(), "settings": self.settings,
                                "seconds": None if seconds is None else round(seconds, 3)}
-        if self.verify:
+        if self.verify and st is not None and stat.S_ISREG(st.st_mode):
             rec["sha256"] = file_sha256(src)
         if self._run is not None:
             self._append(self._run)
@@ -190,6 +191,13 @@ class Journal:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None
 
 
 def status(root: Path) -> dict[str, Any]:

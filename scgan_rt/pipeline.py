@@ -3,13 +3,14 @@ chroma with full-resolution luminance -> write atomically. Returns a ``Report``;
 prints (the CLI renders progress from the callback)."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .atomic import PARTIAL_SUFFIX
+from .atomic import PARTIAL_SUFFIX, holding_lock, name_fits, name_max, owner_alive, temp_prefix
 from .colorizer import Colorizer
 from .encoding import VIDEO_OUTPUT_SUFFIXES, video_output_suffix
 from .errors import (EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_RESOURCE, InputError, ResourceError, ScganError,
                      UsageError, raise_if_signalled)
-from .images import LoadedImage, is_supported, load_image, output_suffix, save_image
+from .images import LoadedImage, file_kind, is_regular, is_supported, load_image, output_suffix, save_image
 from .journal import Journal, Shard
 from .reading import AUDIO_SUFFIXES, is_video, probe_video
 from .segments import colorize_film, is_segmented, long_enough
@@ -111,8 +112,8 @@ def journal_root(inputs: Sequence[str | os.PathLike[str]], output: str | os.Path
     folder without ``-o``; None when outputs go to single files or beside their inputs."""
     if output is not None:
         out = Path(output)
-        single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
-        return None if (single_file and out.suffix and not out.is_dir()) else out
+        single_file = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+        return None if (single_file and out.suffix and not names_folder(output)) else out
     if len(inputs) == 1 and Path(inputs[0]).is_dir():
         folder = Path(inputs[0])
         return folder.with_name(folder.name + tag)
@@ -145,16 +146,16 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
     that are not images or videos are appended to ``skipped`` as (path, reason)."""
     out = Path(output) if output is not None else None
     paths = list(dict.fromkeys(Path(r) for r in inputs))
-    single_file = len(paths) == 1 and paths[0].is_file()
-    as_file = out is not None and single_file and bool(out.suffix) and not out.is_dir() and not preview
-    if out is not None and out.suffix and not out.is_dir() and not single_file and not preview:
+    for p in paths:
+        _check_named_input(p)
+    single_file = len(paths) == 1 and not paths[0].is_dir()
+    as_file = out is not None and single_file and bool(out.suffix) and not names_folder(output) and not preview
+    if out is not None and out.suffix and not names_folder(output) and not single_file and not preview:
         raise UsageError(f"-o {out} looks like a file, but the inputs are several files or a folder; "
-                         f"give a folder name")
-    files_root = _common_parent([p for p in paths if p.is_file()])
+                         f"give a folder name (a trailing / says so)")
+    files_root = _common_parent([p for p in paths if not p.is_dir()])
     jobs: list[Job] = []
     for p in paths:
-        if not p.exists():
-            raise InputError(f"not found: {p}")
         if p.is_dir():
             jobs += _folder_jobs(p, out, tag, compare_tag, codec, nested=out is not None and len(paths) > 1,
                                  skipped=skipped if skipped is not None else [])
@@ -186,19 +187,40 @@ def refuse_input_as_output(src: Path, dst: Path) -> None:
         raise UsageError(f"output would overwrite input: {src}; choose another output")
 
 
+def names_folder(output: str | os.PathLike[str] | None) -> bool:
+    """``-o`` names a folder: an existing one, or a name ending in ``/`` (``-o out.png/``)."""
+    if output is None:
+        return False
+    text = os.fspath(output)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir()
+
+
+def _check_named_input(p: Path) -> None:
+    """A named input must be a folder or a regular file (a FIFO or device is never opened)."""
+    kind = file_kind(p)
+    if kind == "missing":
+        raise InputError(f"not found: {p}")
+    if kind not in ("file", "a folder"):
+        raise InputError(f"not a regular file: {p} is {kind}")
+
+
 def _folder_jobs(folder: Path, out: Path | None, tag: str, compare_tag: str | None, codec: str,
                  nested: bool, skipped: list[tuple[str, str]]) -> list[Job]:
     root = out if out is not None else folder.with_name(folder.name + tag)
     if root.resolve() == folder.resolve():
         raise UsageError(f"the output folder is the input folder ({folder}); choose another -o")
+    if _is_within(folder, root):
+        raise UsageError(f"-o {root} contains the input folder {folder}: the outputs would mix with the inputs; "
+                         f"choose an -o outside it")
     try:
         # Never descend into our own output folder when it sits inside the input tree.
-        every = sorted(f for f in folder.rglob("*") if f.is_file() and not _is_within(f, root))
+        kinds = {f: file_kind(f) for f in sorted(folder.rglob("*")) if not _is_within(f, root) and not _real_dir(f)}
     except OSError as e:
         raise InputError(f"cannot read folder {folder}: {e.strerror or e}") from None
-    files = [f for f in every if is_supported(f) or is_video(f)]
+    files = [f for f, kind in kinds.items() if kind == "file" and (is_supported(f) or is_video(f))]
     taken = set(files)
-    skipped += [(str(f), _skip_reason(f)) for f in every if f not in taken and PARTIAL_SUFFIX not in f.name]
+    skipped += [(str(f), _skip_reason(f, kind)) for f, kind in kinds.items()
+                if f not in taken and PARTIAL_SUFFIX not in f.name and not f.name.startswith(LOCK_NAME)]
     if not files:
         raise InputError(f"no supported images or videos under {folder}")
     jobs = []
@@ -212,7 +234,16 @@ def _folder_jobs(folder: Path, out: Path | None, tag: str, compare_tag: str | No
     return jobs
 
 
-def _skip_reason(f: Path) -> str:
+def _real_dir(f: Path) -> bool:
+    """A folder the walk descends into (a symlinked folder is not followed: it is counted)."""
+    return f.is_dir() and not f.is_symlink()
+
+
+def _skip_reason(f: Path, kind: str = "file") -> str:
+    if kind == "a folder":
+        return "symlinked folder (not followed)"
+    if kind != "file":
+        return f"not a regular file ({kind})"
     if f.suffix.lower() in AUDIO_SUFFIXES:
         return "audio only (no video stream)"
     return f"unsupported format {f.suffix.lower() or '(no extension)'}"
@@ -270,6 +301,20 @@ def _is_within(path: Path, folder: Path) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def locked_outputs(jobs: Sequence[Job], root: Path | None, shard: Shard | None, wait: bool = False) -> Iterator[None]:
+    """Hold the lock of every folder this run writes into (the journal's folder, else each
+    output's): a second run there is refused naming the holder, or waits with ``wait``.
+    Shards of one job lock their own journal's name, so they run side by side."""
+    name = LOCK_NAME if shard is None else LOCK_NAME.replace(".lock", f".shard-{shard.index}-of-{shard.count}.lock")
+    folders = [root] if root is not None else sorted({j.dst.parent for j in jobs})
+    with contextlib.ExitStack() as stack:
+        for d in folders:
+            d.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(holding_lock(d / name, wait))
+        yield
+
+
 def preflight_outputs(jobs: Sequence[Job]) -> None:
     """Fail before any model work when an output folder cannot be created or written."""
     for d in sorted({j.dst.parent for j in jobs}):
@@ -302,6 +347,8 @@ def settings_key(cfg: InferConfig, model_sha256: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# An output folder's lock file (``host pid``) while a run writes into it.
+LOCK_NAME = ".scgan-rt.lock"
 # Photos wait for a full batch only while their full-resolution planes stay under this.
 BATCH_PIXELS = 64_000_000
 
@@ -377,9 +424,13 @@ class _Run:
         return self.rep
 
     def _wants_load(self, job: Job) -> bool:
-        """Would ``_step`` read this job as a photo? (Asked ahead of time by the prefetcher.)"""
-        return (not self.cfg.preview and not is_video(job.src) and job.src.suffix.lower() not in AUDIO_SUFFIXES
-                and not finished_before(job, self.cfg, self.journal, Report()))
+        """Would ``_step`` read this job as a photo? (Asked ahead of time by the prefetcher,
+        so a problem of this job must not surface in another's: ``_step`` reports it.)"""
+        try:
+            return (not self.cfg.preview and not is_video(job.src) and job.src.suffix.lower() not in AUDIO_SUFFIXES
+                    and name_fits(job.dst) and not finished_before(job, self.cfg, self.journal, Report()))
+        except OSError:
+            return False
 
     def _load(self, job: Job) -> LoadedImage:
         return load_image(job.src, max_pixels=self.cfg.max_pixels)
@@ -387,6 +438,10 @@ class _Run:
     def _step(self, index: int, job: Job) -> None:
         if self.cfg.preview and not is_video(job.src):
             return self._tick()  # preview mode only samples videos
+        if not name_fits(job.dst):
+            self._fail(job, InputError(f"output name too long for its file system ({len(os.fsencode(job.dst.name))} "
+                                       f"bytes, limit {name_max(job.dst.parent)}): {job.dst.name[:60]}..."))
+            return self._tick()
         if not self.cfg.preview and finished_before(job, self.cfg, self.journal, self.rep):
             return self._tick()
         self._remove_stale_partials(job.dst)
@@ -424,6 +479,10 @@ class _Run:
             self._fail(job, e)
         except (MemoryError, torch.OutOfMemoryError):
             self._fail(job, _out_of_memory(job))
+        except ResourceError:
+            raise  # disk full, unwritable output: the run's, not the item's
+        except OSError as e:  # vanished, unreadable: this item only
+            self._fail(job, InputError(f"cannot read {job.src.name}: {e.strerror or e}"))
         return None
 
     def _fail(self, job: Job, e: ScganError) -> None:
@@ -440,8 +499,10 @@ class _Run:
                                 reason, None if t0 is None else time.perf_counter() - t0)
 
     def _remove_stale_partials(self, dst: Path) -> None:
-        """Temp files of this output left by a killed run (atomic writes use ``.NAME.*.partial*``)."""
-        for stale in dst.parent.glob(f".{glob.escape(dst.name)}.*{PARTIAL_SUFFIX}*"):
+        """Temp files of this output left by a killed run; a live process's are left alone."""
+        for stale in dst.parent.glob(f"{glob.escape(temp_prefix(dst))}*{PARTIAL_SUFFIX}*"):
+            if owner_alive(stale, dst):
+                continue
             try:
                 stale.unlink()
                 self.rep.warnings.append(f"removed {stale.name} left by an interrupted run")
@@ -525,6 +586,8 @@ class _Run:
 
 def _header_pixels(job: Job) -> int:
     """Pixels of a photo from its header (0 when unreadable: loading it will say why)."""
+    if not is_regular(job.src):
+        return 0  # never open a FIFO or a device
     try:
         with Image.open(job.src) as im:
             return im.size[0] * im.size[1]

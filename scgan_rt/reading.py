@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .images import check_readable
+from .images import check_readable, is_regular
 
 AUDIO_SUFFIXES = {".m4a", ".mp3", ".wav", ".aac", ".flac", ".ogg", ".opus", ".wma"}
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
@@ -167,6 +167,8 @@ def video_seconds(path: Path) -> float:
     """The container's duration in seconds, from the header only (0 when unknown)."""
     import av
 
+    if not is_regular(path):
+        return 0.0
     try:
         with av.open(str(path)) as c:
             v = c.streams.video[0] if c.streams.video else None
@@ -182,6 +184,8 @@ def source_codec(path: Path) -> str:
     empty when the file cannot be opened (the job reports that properly later)."""
     import av
 
+    if not is_regular(path):
+        return ""
     try:
         with av.open(str(path)) as c:
             return c.streams.video[0].codec_context.name if c.streams.video else ""

@@ -6,6 +6,7 @@ validated ``InferConfig`` and never re-default a setting.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ class InferConfig:
     io_threads: int = 0  # threads decoding and encoding photos; 0: min(IO_THREADS, cores)
     compile: bool = False  # torch.compile the network (torch backend); first batches pay its cost
     verify: bool = False  # also compare inputs' sha256 with the journal's before skipping them
+    wait_lock: bool = False  # wait for another run's lock on an output folder instead of refusing
     max_pixels: int = PILLOW_MAX_PIXELS
     # Video
     codec: str = "auto"  # auto: the source's family (VP9, HEVC, AV1) where an encoder exists, else H.264
@@ -80,8 +82,8 @@ class InferConfig:
             raise UsageError(f"--encoder-preset must be one of {', '.join(X264_PRESETS)}, got {self.encoder_preset!r}")
         if self.preview < 0:
             raise UsageError(f"--preview must be >= 0, got {self.preview}")
-        if self.segment_seconds < 0:
-            raise UsageError(f"--segment-seconds must be >= 0, got {self.segment_seconds}")
+        if not (math.isfinite(self.segment_seconds) and self.segment_seconds >= 0):
+            raise UsageError(f"--segment-seconds must be a number >= 0 (0: never), got {self.segment_seconds}")
         if self.queue_frames < 1:
             raise UsageError(f"queue_frames must be >= 1, got {self.queue_frames}")
         return self

@@ -116,3 +116,123 @@ def test_api_deep_pil_modes_follow_the_array_rules(api):
     assert np.abs(y - GRAY).mean() < 1.5
     with pytest.raises(InputError, match="float pictures must be in"):
         api.colorize(Image.fromarray(GRAY.astype(np.float32)))  # mode F in 0..255
+
+
+# --- one bad item is that item's failure ----------------------------------------------------
+
+def test_an_input_that_vanishes_mid_run_fails_alone(runner, tmp_path, tiny_weights, monkeypatch):
+    import scgan_rt.pipeline as pipeline
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        _gray(src / name)
+    real = pipeline.load_image
+
+    def vanishing(path, **kw):
+        if Path(path).name == "b.png":
+            Path(path).unlink()  # deleted by someone else just before we read it
+        return real(path, **kw)
+
+    monkeypatch.setattr(pipeline, "load_image", vanishing)
+    r, rep = _run(runner, src, "-o", tmp_path / "out", "--model", tiny_weights)
+    assert r.exit_code == EXIT_PARTIAL, r.output
+    assert rep["done"] == 2 and "not found" in rep["failed"][0]["error"]
+    lines = [json.loads(x) for x in (tmp_path / "out" / "journal.jsonl").read_text().splitlines()]
+    assert [x["status"] for x in lines if x.get("input") == "b.png"] == ["failed"]
+
+
+def test_special_files_in_a_folder_are_counted_and_never_opened(tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    (src / "real").mkdir(parents=True)
+    _gray(src / "a.png")
+    os.mkfifo(src / "pipe.jpg")
+    (src / "linked").symlink_to(src / "real")
+    (src / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    r = _cli(["colorize", src, "-o", tmp_path / "out", "--model", tiny_weights, "--json"], timeout=120)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout[r.stdout.index("{"):])
+    assert rep["skipped_unsupported"] == {"not a regular file (a FIFO)": [str(src / "pipe.jpg")],
+                                          "symlinked folder (not followed)": [str(src / "linked")],
+                                          "not a regular file (a broken link)": [str(src / "gone.png")]}
+
+
+@pytest.mark.parametrize("make", ["fifo", "device"])
+def test_a_special_file_named_explicitly_is_exit_3_without_opening_it(tmp_path, tiny_weights, make):
+    path = tmp_path / "pipe.jpg"
+    if make == "fifo":
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    for extra in ([], ["-o", tmp_path / "out"]):
+        r = _cli(["colorize", path, *extra, "--model", tiny_weights], timeout=120)
+        assert r.returncode == EXIT_BAD_INPUT, r.stderr
+        assert f"not a regular file: {path} is a" in r.stderr and "internal error" not in r.stderr
+
+
+def test_long_names_shorten_the_temp_name_and_an_output_too_long_fails_alone(runner, tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    src.mkdir()
+    long240 = _gray(src / ("a" * 236 + ".png"))
+    long250 = _gray(src / ("b" * 246 + ".png"))
+    short = _gray(src / "c.png")
+    r, rep = _run(runner, src, "-o", tmp_path / "out", "--model", tiny_weights)
+    assert r.exit_code == 0 and rep["done"] == 3, r.output
+    r, rep = _run(runner, long240, long250, short, "--model", tiny_weights)  # beside: NAME_colorized.png
+    assert r.exit_code == EXIT_PARTIAL, r.output
+    assert rep["done"] == 2 and "output name too long" in rep["failed"][0]["error"], json.dumps(rep).replace("a" * 50, "A").replace("b" * 50, "B")
+    assert not [p for p in src.iterdir() if ".partial" in p.name]
+
+
+def test_a_live_runs_temp_file_is_left_alone_and_a_dead_ones_removed(runner, tmp_path, tiny_weights):
+    from scgan_rt.atomic import _host_tag
+
+    out = tmp_path / "out"
+    out.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        mine = out / f".a.png.{_host_tag()}{live.pid}-abcdefgh.partial.png"
+        dead = out / f".a.png.{_host_tag()}{2 ** 22 + 12345}-abcdefgh.partial.png"
+        for p in (mine, dead):
+            p.write_bytes(b"half")
+        src = tmp_path / "in"
+        src.mkdir()
+        _gray(src / "a.png")
+        r, rep = _run(runner, src, "-o", out, "--model", tiny_weights)
+        assert r.exit_code == 0, r.output
+        assert mine.exists() and not dead.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+# --- one writer per output folder -----------------------------------------------------------
+
+def test_a_second_run_into_a_locked_folder_is_refused_naming_the_holder(runner, tmp_path, tiny_weights):
+    import socket
+    import threading
+
+    src = tmp_path / "in"
+    src.mkdir()
+    _gray(src / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / ".scgan-rt.lock"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock.write_text(f"{socket.gethostname()} {live.pid}")
+        r, _ = _run(runner, src, "-o", out, "--model", tiny_weights)
+        assert r.exit_code == EXIT_USAGE and f"in use by another scgan-rt run (host {socket.gethostname()}, " \
+            f"pid {live.pid}" in r.output and "--wait-lock" in r.output
+        assert not (out / "a.png").exists() and not (out / "journal.jsonl").exists()
+        threading.Timer(1.0, lock.unlink).start()  # the other run finishes
+        r, rep = _run(runner, src, "-o", out, "--model", tiny_weights, "--wait-lock")
+        assert r.exit_code == 0 and rep["done"] == 1, r.output
+    finally:
+        live.kill()
+        live.wait()
+    lock.write_text(f"{socket.gethostname()} {2 ** 22 + 12345}")  # a killed run's: taken over
+    r, rep = _run(runner, src, "-o", out, "--model", tiny_weights, "--overwrite")
+    assert r.exit_code == 0 and rep["done"] == 1, r.output
+    assert not lock.exists()
+
