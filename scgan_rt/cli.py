@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, TypeVar
@@ -78,7 +79,9 @@ def guarded(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            result = fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _warning_line
+                result = fn(*args, **kwargs)
             raise_if_signalled()  # an interrupt that native code swallowed still ends the run
             return result
         except KeyboardInterrupt as e:
@@ -99,6 +102,13 @@ def guarded(fn: F) -> F:
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """A Python warning (ours or a dependency's) as one line, without its source line."""
+    text = (str(message).strip().splitlines() or [category.__name__])[0]
+    console.print(f"[yellow]warning:[/yellow] {text}", highlight=False, soft_wrap=True)
 
 
 def _stop(terminated: bool) -> None:
@@ -334,18 +344,18 @@ def colorize_cmd(
         jobs = shard_jobs(jobs, part, cfg)
     if ray is not None and (ray_workers < 1 or gpus_per_worker < 0):
         raise UsageError("--ray-workers must be >= 1 and --gpus-per-worker >= 0")
-    preflight_outputs(jobs)
     weights = _weights(model)
+    colorizer = Colorizer.open(cfg, weights) if ray is None else None  # a bad model leaves no output folder behind
+    preflight_outputs(jobs)
     root = None if preview else journal_root(inputs, output)
     with locked_outputs(jobs, root, part, cfg.wait_lock):  # one writer per output folder
         journal = Journal(root, part, settings_key(cfg, sha256_file(weights)), cfg.verify) if root else None
         if journal is not None:
             journal.check_settings(cfg.overwrite)
         try:
-            if ray is not None:
-                rep = _colorize_on_ray(jobs, cfg, weights, journal, ray, ray_workers, gpus_per_worker)
+            if colorizer is None:
+                rep = _colorize_on_ray(jobs, cfg, weights, journal, ray, ray_workers, gpus_per_worker)  # type: ignore[arg-type]
             else:
-                colorizer = Colorizer.open(cfg, weights)
                 with _progress() as prog:
                     bars = _RunProgress(prog, colorizer, len(jobs))
                     rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames,

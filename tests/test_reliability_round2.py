@@ -236,3 +236,83 @@ def test_a_second_run_into_a_locked_folder_is_refused_naming_the_holder(runner, 
     assert r.exit_code == 0 and rep["done"] == 1, r.output
     assert not lock.exists()
 
+
+
+# --- model files that are not models: exit 4, one line ---------------------------------------
+
+def _other_onnx(path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 256, 256])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 256, 256])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d, "is a folder; give a weights (.safetensors), ONNX or engine file"),
+    (lambda d: _other_onnx(d / "other.onnx"), "other.onnx is not an scgan-rt colorization model: it lacks the "
+                                              "input 'gray' and the output 'rgb' (it has inputs x; outputs y)"),
+    (lambda d: (d / "x.safetensors").write_text("hello, not weights\n") and d / "x.safetensors",
+     "x.safetensors is not a weights file: neither safetensors nor a torch checkpoint (it holds text)"),
+    (lambda d: (d / "r.onnx").write_bytes(np.random.default_rng(0).bytes(4096)) and d / "r.onnx",
+     "r.onnx is not a valid ONNX file"),
+])
+def test_model_files_that_are_not_models_are_one_line_exit_4(tmp_path, make, message):
+    models = tmp_path / "models"
+    models.mkdir()
+    model = make(models)
+    src = _gray(tmp_path / "a.png")
+    r = _cli(["colorize", src, "-o", tmp_path / "out", "--model", model], timeout=120)
+    assert r.returncode == EXIT_BAD_MODEL, r.stderr
+    assert r.stderr.strip().splitlines() == [f"error: {r.stderr.split('error: ', 1)[1].strip()}"], r.stderr
+    assert message in r.stderr
+    assert not (tmp_path / "out").exists()  # a bad model leaves no empty output folder behind
+
+
+def test_python_warnings_reach_the_terminal_as_one_line(runner, tmp_path, tiny_weights, monkeypatch):
+    import warnings
+
+    import scgan_rt.pipeline as pipeline
+
+    real = pipeline.plan_jobs
+
+    def noisy(*a, **kw):
+        warnings.warn("a dependency says something\nover two lines", UserWarning)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "plan_jobs", noisy)
+    r = runner.invoke(app, ["colorize", str(_gray(tmp_path / "a.png")), "--model", str(tiny_weights)])
+    assert r.exit_code == 0, r.output
+    assert "warning: a dependency says something" in r.stderr
+    assert "UserWarning" not in r.stderr and "warnings.warn" not in r.stderr and "over two lines" not in r.stderr
+
+
+# --- output paths and flag values ------------------------------------------------------------
+
+def test_an_output_folder_containing_the_input_folder_is_named(runner, tmp_path, tiny_weights):
+    src = tmp_path / "photos"
+    src.mkdir()
+    _gray(src / "a.png")
+    r, _ = _run(runner, src, "-o", tmp_path, "--model", tiny_weights)
+    assert r.exit_code == EXIT_USAGE and "contains the input folder" in r.output
+
+
+def test_a_trailing_slash_on_o_means_a_folder(runner, tmp_path, tiny_weights):
+    src = _gray(tmp_path / "a.png")
+    r, rep = _run(runner, src, "-o", f"{tmp_path / 'out.png'}/", "--model", tiny_weights)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out.png").is_dir() and (tmp_path / "out.png" / "a.png").is_file()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _gray(folder / "b.png")
+    r, rep = _run(runner, folder, "-o", f"{tmp_path / 'results.v2'}/", "--model", tiny_weights)
+    assert r.exit_code == 0 and (tmp_path / "results.v2" / "b.png").is_file(), r.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_segment_seconds_must_be_a_number(runner, tmp_path, tiny_weights, value):
+    r, _ = _run(runner, _gray(tmp_path / "a.png"), "--segment-seconds", value, "--model", tiny_weights)
+    assert r.exit_code == EXIT_USAGE and "--segment-seconds must be a number >= 0" in r.output
