@@ -21,8 +21,9 @@ from PIL import Image
 from .backends import Backend, BackendOptions, infer_via_numpy, open_backend
 from .color import chroma_from_prediction, merge_luminance, to_network
 from .errors import ModelError
-from .images import STRIP_ROWS, LoadedImage, picture_image
-from .settings import AUTO_MAX_BATCH, AUTO_MEMORY_SHARE, CPU_BATCH, DEVICE_BYTES_PER_PIXEL, InferConfig
+from .images import PEAK_BYTES_PER_PIXEL, STRIP_ROWS, LoadedImage, picture_image
+from .settings import (AUTO_MAX_BATCH, AUTO_MEMORY_SHARE, CPU_BATCH, DEVICE_BYTES_PER_PIXEL,
+                       HOST_NET_BYTES_PER_INPUT_PIXEL, InferConfig)
 from .weights import resolve_weights
 
 
@@ -105,11 +106,17 @@ class Colorizer:
         self.check_finite(torch.isfinite(rgb).all())
         return rgb, sal
 
-    def batch_for(self, pixels: int) -> int:
-        """Frames per network call for frames of ``pixels`` pixels: ``--batch-size`` as given,
-        or with ``auto`` the CPU default, or on CUDA what free GPU memory holds."""
+    def batch_for(self, pixels: int, notes: list[str] | None = None) -> int:
+        """Frames per network call for frames of ``pixels`` pixels: ``--batch-size`` as given
+        (reduced, with a note, to what half the available memory holds), or with ``auto`` the
+        CPU default, or on CUDA what free GPU memory holds."""
         if self.config.batch_size != "auto":
-            return int(self.config.batch_size)
+            asked = int(self.config.batch_size)
+            cap, budget = self.memory_batch_cap(pixels)
+            if asked > cap and notes is not None:
+                notes.append(f"--batch-size {asked} reduced to {cap}: a batch must fit in {budget / 2**30:.1f} GiB "
+                             f"(half the available memory)")
+            return min(asked, cap)
         if not str(self.device).startswith("cuda"):
             return CPU_BATCH
         if self._net_bytes is None:
@@ -118,6 +125,18 @@ class Colorizer:
         free, _ = torch.cuda.mem_get_info(dev)
         free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)  # torch's cache is free to us
         return auto_batch(free, self._net_bytes, pixels)
+
+    def memory_batch_cap(self, pixels: int) -> tuple[int, int]:
+        """(largest batch whose frames fit in ``AUTO_MEMORY_SHARE`` of the available host
+        memory, that budget in bytes): full-resolution planes, and on the CPU the network's
+        activations too."""
+        import psutil
+
+        budget = int(psutil.virtual_memory().available * AUTO_MEMORY_SHARE)
+        per_frame = pixels * PEAK_BYTES_PER_PIXEL
+        if not str(self.backend.device).startswith("cuda"):
+            per_frame += self.size ** 2 * HOST_NET_BYTES_PER_INPUT_PIXEL
+        return max(1, budget // per_frame), budget
 
     def _probe_net_bytes(self) -> int:
         """Peak GPU bytes one frame adds to a forward pass (measured on a batch of 2)."""

@@ -390,7 +390,8 @@ class _Run:
         self.on_progress, self.on_frame = on_progress, on_frame
         self.rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
         # Photos merge in strips: the network's side decides what a batch costs.
-        self.batch = self.rep.photo_batch = colorizer.batch_for(cfg.size ** 2)
+        photos = any(not is_video(j.src) for j in jobs)  # a note only where photos are batched
+        self.batch = self.rep.photo_batch = colorizer.batch_for(cfg.size ** 2, self.rep.warnings if photos else None)
         self.pending: list[tuple[Job, LoadedImage]] = []
         self.journal_lock = threading.Lock()  # writer threads journal their outputs too
         self.finished = 0
@@ -478,6 +479,10 @@ class _Run:
         except InputError as e:
             self._fail(job, e)
         except (MemoryError, torch.OutOfMemoryError):
+            self._fail(job, _out_of_memory(job))
+        except RuntimeError as e:
+            if "bad_alloc" not in str(e):  # a native allocation failure is memory, anything else a bug
+                raise
             self._fail(job, _out_of_memory(job))
         except ResourceError:
             raise  # disk full, unwritable output: the run's, not the item's

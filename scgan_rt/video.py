@@ -352,7 +352,8 @@ class _VideoJob:
                                      f"(edge replicated)")
         self.stage = ChromaStage(colorizer, self.geo, cfg.temporal_strength)
         self.pipe = _Pipe()
-        self.batch = colorizer.batch_for(self.geo.w2 * self.geo.h2) if colorizer is not None else CPU_BATCH
+        pixels = self.geo.w2 * self.geo.h2
+        self.batch = colorizer.batch_for(pixels, self.rep.warnings) if colorizer is not None else CPU_BATCH
         self.frames_q: queue.Queue = queue.Queue(maxsize=cfg.queue_frames)
         # Room for a whole batch, so the next one is issued while this one is encoded.
         self.coloured_q: queue.Queue = queue.Queue(maxsize=max(cfg.queue_frames, self.batch))

@@ -316,3 +316,21 @@ def test_a_trailing_slash_on_o_means_a_folder(runner, tmp_path, tiny_weights):
 def test_segment_seconds_must_be_a_number(runner, tmp_path, tiny_weights, value):
     r, _ = _run(runner, _gray(tmp_path / "a.png"), "--segment-seconds", value, "--model", tiny_weights)
     assert r.exit_code == EXIT_USAGE and "--segment-seconds must be a number >= 0" in r.output
+
+
+# --- bounded memory whatever the flags -------------------------------------------------------
+
+def test_a_film_batch_larger_than_memory_allows_is_reduced_with_a_note(runner, tmp_path, tiny_weights, monkeypatch):
+    from types import SimpleNamespace
+
+    import psutil
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=1 << 30))
+    clip = write_clip(tmp_path / "v.mp4", noisy_still(COFFEE, n=12, w=64, h=48))
+    r, rep = _run(runner, clip, "-o", tmp_path / "o.mp4", "--batch-size", "100000", "--model", tiny_weights,
+                  "--backend", "torch")
+    assert r.exit_code == 0, r.output
+    notes = [w for w in rep["warnings"] if "--batch-size 100000 reduced to" in w]
+    assert len(notes) == 1 and "0.5 GiB (half the available memory)" in notes[0]
+    n = int(notes[0].split("reduced to ")[1].split(":")[0])
+    assert 1 <= n <= (1 << 29) // (256 * 256 * 700)
