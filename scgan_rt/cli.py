@@ -94,21 +94,31 @@ def guarded(fn: F) -> F:
             if os.environ.get("SCGAN_DEBUG"):
                 raise
             if isinstance(e, ScganError):
-                console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+                console.print(f"[red]error:[/red] {shown(str(e))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(e.exit_code) from None
             # A bug: say so in one line, keep the traceback for SCGAN_DEBUG=1.
-            console.print(f"[red]internal error:[/red] {type(e).__name__}: {e} (rerun with SCGAN_DEBUG=1 for a "
-                          f"traceback)", highlight=False, soft_wrap=True)
+            console.print(f"[red]internal error:[/red] {type(e).__name__}: {shown(str(e))} (a bug: please report it "
+                          f"with the output of the same command run with SCGAN_DEBUG=1)", highlight=False,
+                          soft_wrap=True)
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# Control characters in file names (a newline, an escape) are shown escaped, never raw.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
+
+
+def shown(text: str) -> str:
+    """``text`` for the terminal: control characters escaped, so a name cannot break a line."""
+    return text.translate(_CONTROL)
 
 
 def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
                   line: str | None = None) -> None:
     """A Python warning (ours or a dependency's) as one line, without its source line."""
     text = (str(message).strip().splitlines() or [category.__name__])[0]
-    console.print(f"[yellow]warning:[/yellow] {text}", highlight=False, soft_wrap=True)
+    console.print(f"[yellow]warning:[/yellow] {shown(text)}", highlight=False, soft_wrap=True)
 
 
 def _stop(terminated: bool) -> None:
@@ -401,11 +411,11 @@ def _print_report(rep: Any, json_out: bool) -> None:
                   f"{len(rep.skipped_existing)} already done, {len(rep.skipped_color)} colour skipped, "
                   f"{len(rep.failed)} failed", highlight=False)
         for path in rep.done:
-            out.print(f"  -> {path}", highlight=False)
+            out.print(f"  -> {shown(path)}", highlight=False)
     for w in rep.warnings:
-        console.print(f"[yellow]warning:[/yellow] {w}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/yellow] {shown(w)}", highlight=False, soft_wrap=True)
     for path, err in rep.failed:
-        console.print(f"[red]failed:[/red] {err}", highlight=False, soft_wrap=True)
+        console.print(f"[red]failed:[/red] {shown(err)}", highlight=False, soft_wrap=True)
 
 
 @app.command("status")
@@ -428,7 +438,7 @@ def status_cmd(
     for reason, n in s["skipped"].items():
         out.print(f"  skipped: {n} {reason}", highlight=False)
     for f in s["failed"]:
-        out.print(f"  failed: {f['input']}: {f['reason']}", highlight=False)
+        out.print(f"  failed: {shown(f['input'])}: {shown(f['reason'])}", highlight=False)
     if s["torn_lines"]:
         out.print(f"  torn journal lines ignored: {', '.join(s['torn_lines'])}", highlight=False)
 

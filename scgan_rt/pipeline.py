@@ -59,6 +59,7 @@ class Report:
     compile_seconds: float = 0.0  # first calls of a compiled network (--compile)
     report: str = ""  # the HTML report's path, with --report
     skipped_unsupported: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found in folders
+    video_streams_dropped: int = 0  # video streams after a film's first (not kept), over all films
 
     def note_unsupported(self, skipped: Sequence[tuple[str, str]]) -> None:
         """Count the folder files that are neither images nor videos, by reason, in the log too."""
@@ -90,7 +91,7 @@ class Report:
             "video_fps": round(self.frames / self.video_seconds, 3) if self.video_seconds else None,
             "skipped_unsupported": _by_reason(self.skipped_unsupported),
             "failed_before": [{"path": p, "error": e} for p, e in self.failed_before],
-            "films_pending": self.films_pending,
+            "films_pending": self.films_pending, "video_streams_dropped": self.video_streams_dropped,
             "warnings": self.warnings, **({"report": self.report} if self.report else {}),
         }
 
@@ -400,13 +401,12 @@ class _Run:
     def run(self) -> Report:
         t0 = time.perf_counter()
         if self.journal is not None:
-            if self.journal.history.torn:
-                self.rep.warnings.append(f"journal: {len(self.journal.history.torn)} torn line(s) ignored (a crash "
-                                         f"mid-write): {', '.join(self.journal.history.torn)}")
             model = self.colorizer.weights.name if self.colorizer.weights is not None else ""
             unsupported = {k: len(v) for k, v in _by_reason(self.unsupported).items()}
             shared = [j.rel for j in self.jobs if self.shard is not None and _shared_film(j, self.cfg)]
             self.journal.start(len(self.jobs) - len(shared), self.rep.backend, model, unsupported, shared)
+            if self.journal.history.torn:
+                self.rep.warnings.append(self.journal.damage_note())
         threads = io_threads(self.cfg.io_threads)
         self.loader = Prefetcher(self.jobs, self._wants_load, self._load, _header_pixels, threads,
                                  max_items=self.batch + threads, max_pixels=BATCH_PIXELS)
@@ -444,6 +444,7 @@ class _Run:
                                        f"bytes, limit {name_max(job.dst.parent)}): {job.dst.name[:60]}..."))
             return self._tick()
         if not self.cfg.preview and finished_before(job, self.cfg, self.journal, self.rep):
+            self._journal_existing(job)
             return self._tick()
         self._remove_stale_partials(job.dst)
         if is_video(job.src):
@@ -466,6 +467,15 @@ class _Run:
         self.pending.append((job, im))
         if len(self.pending) >= self.batch or sum(i.luma.size for _, i in self.pending) > BATCH_PIXELS:
             self._flush()
+
+    def _journal_existing(self, job: Job) -> None:
+        """An output counted as done without a journal line for it (a damaged journal, an
+        earlier run without one) is journalled now, so ``status`` says what this run says."""
+        if self.journal is None or not self.rep.skipped_existing or self.rep.skipped_existing[-1] != str(job.src):
+            return
+        prev = self.journal.history.items.get(job.rel)
+        if prev is None or prev.get("status") != "done" or prev.get("settings") != self.journal.settings:
+            self._record(job, "done")
 
     def _tick(self, n: int = 1) -> None:
         self.finished += n
@@ -526,7 +536,7 @@ class _Run:
         if is_segmented(info, cfg):
             key = self.journal.settings if self.journal else settings_key(cfg, str(self.colorizer.weights))
             shard = self.shard
-            owns = (lambda i, rel=job.rel: shard.owns(f"{rel}#seg{i:04d}")) if shard else None
+            owns = (lambda i, rel=job.rel: shard.owns_segment(rel, i)) if shard else None
             v = colorize_film(job.src, job.dst, self.colorizer, cfg, info, key, on_frame=progress, owns=owns)
         else:
             v = colorize_video(job.src, job.dst, self.colorizer, cfg, info=info, on_frame=progress)
@@ -542,6 +552,7 @@ class _Run:
             rep.frames += v.frames_encoded
             rep.video_seconds += v.seconds
         rep.warnings += [f"{job.src.name}: {w}" for w in v.warnings]
+        rep.video_streams_dropped += v.video_streams_dropped
 
     def _flush(self) -> None:
         if not self.pending:

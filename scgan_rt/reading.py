@@ -58,6 +58,7 @@ class VideoInfo:
     frames_counted: bool = False  # ``frames`` is the container's count, not duration x rate
     interlaced: bool = False
     codec: str = ""  # the source's video codec (h264, hevc, vp9, av1, ...)
+    video_streams: int = 1  # the first is colorized; other video streams (angles, cover art) are not kept
 
     @property
     def is_colour(self) -> bool:
@@ -244,4 +245,4 @@ def probe_video(src: str | os.PathLike[str], max_pixels: int = 178_956_970) -> V
         return VideoInfo(w, h, frames, duration, rate, tb, bits, full, matrix, tags, rotation,
                          float(np.mean(energies)), len(inp.streams.audio), len(inp.streams.subtitles),
                          frames_counted=bool(vin.frames), interlaced=bool(getattr(first, "interlaced_frame", False)),
-                         codec=vin.codec_context.name)
+                         codec=vin.codec_context.name, video_streams=len(inp.streams.video))

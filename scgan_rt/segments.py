@@ -115,7 +115,7 @@ def colorize_film(src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferC
     work.mkdir(parents=True, exist_ok=True)
     plan = cached_plan(work, src, info, cfg, key)
     step = max(1, round(1 / (info.rate * info.time_base)))
-    rep = VideoReport(output=str(dst), segments=len(plan))
+    rep = VideoReport(output=str(dst), segments=len(plan), video_streams_dropped=max(0, info.video_streams - 1))
     for i, (a, b) in enumerate(plan):
         seg, record = _segment_files(work, i, dst.suffix)
         if _finished(seg, record, key) is not None or (owns is not None and not owns(i)):

@@ -334,3 +334,107 @@ def test_a_film_batch_larger_than_memory_allows_is_reduced_with_a_note(runner, t
     assert len(notes) == 1 and "0.5 GiB (half the available memory)" in notes[0]
     n = int(notes[0].split("reduced to ")[1].split(":")[0])
     assert 1 <= n <= (1 << 29) // (256 * 256 * 700)
+
+
+# --- the journal is the truth ----------------------------------------------------------------
+
+def _status(runner, out):
+    r = runner.invoke(app, ["status", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def _four(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        _gray(src / f"p{i}.png")
+    return src
+
+
+def test_journal_damage_is_reported_once_and_repaired_by_the_next_run(runner, tmp_path, tiny_weights):
+    src, out = _four(tmp_path), tmp_path / "out"
+    r, rep = _run(runner, src, "-o", out, "--model", tiny_weights)
+    assert rep["done"] == 4
+    journal = out / "journal.jsonl"
+    lines = journal.read_bytes().split(b"\n")
+    lines[2] = lines[2][:10] + b"\x00\xff\xfe junk \x80" + lines[3][20:]  # two item lines become one damaged one
+    del lines[3]
+    journal.write_bytes(b"\n".join(lines))
+    s = _status(runner, out)
+    assert s["done"] == 2 and s["pending"] == 2 and len(s["torn_lines"]) == 1
+    r, rep = _run(runner, src, "-o", out, "--model", tiny_weights)
+    assert r.exit_code == 0 and rep["skipped_existing"] == 4, r.output
+    assert sum("damaged line(s) ignored" in w for w in rep["warnings"]) == 1
+    s = _status(runner, out)
+    assert s["done"] == 4 and s["pending"] == 0 and s["torn_lines"] == []  # status now says what colorize said
+    r, rep = _run(runner, src, "-o", out, "--model", tiny_weights)
+    assert not any("damaged" in w for w in rep["warnings"])
+
+
+def test_an_empty_journal_is_a_journal_and_a_rerun_fills_it(runner, tmp_path, tiny_weights):
+    src, out = _four(tmp_path), tmp_path / "out"
+    _run(runner, src, "-o", out, "--model", tiny_weights)
+    (out / "journal.jsonl").write_bytes(b"")
+    s = _status(runner, out)
+    assert s["done"] == 0 and s["journals"] == ["journal.jsonl"]
+    r, rep = _run(runner, src, "-o", out, "--model", tiny_weights)
+    assert rep["skipped_existing"] == 4
+    assert _status(runner, out)["done"] == 4
+
+
+def test_a_run_is_in_the_journal_from_its_start(runner, tmp_path, tiny_weights, monkeypatch):
+    import scgan_rt.pipeline as pipeline
+
+    src, out = _four(tmp_path), tmp_path / "out"
+
+    def killed(self, index, job):
+        raise KeyboardInterrupt  # killed before the first item finished
+
+    monkeypatch.setattr(pipeline._Run, "_step", killed)
+    r, _ = _run(runner, src, "-o", out, "--model", tiny_weights)
+    assert r.exit_code == 130
+    s = _status(runner, out)
+    assert s["planned"] == 4 and s["pending"] == 4 and s["done"] == 0
+
+
+# --- streams ------------------------------------------------------------------------------------
+
+def test_a_second_video_stream_is_warned_and_counted(runner, tmp_path, tiny_weights):
+    import av
+
+    frames = noisy_still(COFFEE, n=6, w=64, h=48)
+    path = tmp_path / "two.mkv"
+    with av.open(str(path), "w") as c:
+        streams = [c.add_stream("libx264", rate=25) for _ in range(2)]
+        for s in streams:
+            s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for f in frames:
+            for s in streams:
+                c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="gray").reformat(format="yuv420p")))
+        for s in streams:
+            c.mux(s.encode(None))
+    r, rep = _run(runner, path, "-o", tmp_path / "o.mkv", "--model", tiny_weights, "--backend", "torch")
+    assert r.exit_code == 0, r.output
+    assert rep["video_streams_dropped"] == 1
+    assert any("1 more video stream(s) not kept" in w for w in rep["warnings"])
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        assert len(c.streams.video) == 1
+
+
+@pytest.mark.parametrize("segments, shards", [(5, 2), (1, 2), (7, 3), (3, 4), (16, 16)])
+def test_film_segments_are_spread_within_one_of_an_equal_share(segments, shards):
+    from scgan_rt.journal import Shard
+
+    for film in ("film.mp4", "reel 2/b.mkv", "x.mp4"):
+        counts = [sum(Shard(k, shards).owns_segment(film, i) for i in range(segments)) for k in range(1, shards + 1)]
+        assert sum(counts) == segments and max(counts) - min(counts) <= 1, counts
+
+
+def test_names_with_control_characters_are_printed_escaped(runner, tmp_path, tiny_weights):
+    src = tmp_path / "in"
+    src.mkdir()
+    _gray(src / "two\nlines.png")
+    r = runner.invoke(app, ["colorize", str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_weights)])
+    assert r.exit_code == 0, r.output
+    assert "two\\nlines.png" in r.stdout and "two\nlines" not in r.stdout
