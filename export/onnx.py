@@ -408,6 +408,20 @@ def cached_onnx(weights: str | os.PathLike[str], size: int = 256, with_saliency:
     return path
 
 
+def colorizer_onnx_info(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``onnx_info`` of an ONNX file that is a colorization model (a ``gray`` input and an
+    ``rgb`` output); any other graph is a ``ModelError`` naming what it lacks."""
+    model = load_onnx(path, load_external=False)
+    inputs = [i.name for i in model.graph.input]
+    outputs = [o.name for o in model.graph.output]
+    lacks = [f"{kind} '{name}'" for kind, name, names in (("input", "gray", inputs), ("output", "rgb", outputs))
+             if name not in names]
+    if lacks:
+        raise ModelError(f"{Path(path).name} is not an scgan-rt colorization model: it lacks the {' and the '.join(lacks)} "
+                         f"(it has inputs {', '.join(inputs) or 'none'}; outputs {', '.join(outputs) or 'none'})")
+    return get_metadata(model)
+
+
 def onnx_info(path: str | os.PathLike[str]) -> dict[str, str]:
     """The scgan-rt metadata of an ONNX file (after the external-data check)."""
     return get_metadata(load_onnx(path, load_external=False))

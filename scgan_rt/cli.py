@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, TypeVar
@@ -94,7 +95,9 @@ def guarded(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            result = fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _warning_line
+                result = fn(*args, **kwargs)
             raise_if_signalled()  # an interrupt that native code swallowed still ends the run
             return result
         except KeyboardInterrupt as e:
@@ -107,14 +110,31 @@ def guarded(fn: F) -> F:
             if os.environ.get("SCGAN_DEBUG"):
                 raise
             if isinstance(e, ScganError):
-                console.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
+                console.print(f"[red]error:[/red] {escape(shown(str(e)))}", highlight=False, soft_wrap=True)
                 raise typer.Exit(e.exit_code) from None
             # A bug: say so in one line, keep the traceback for SCGAN_DEBUG=1.
-            console.print(f"[red]internal error:[/red] {type(e).__name__}: {escape(str(e))} (rerun with SCGAN_DEBUG=1 for a "
-                          f"traceback)", highlight=False, soft_wrap=True)
+            console.print(f"[red]internal error:[/red] {type(e).__name__}: {escape(shown(str(e)))} (a bug: please "
+                          f"report it with the output of the same command run with SCGAN_DEBUG=1)", highlight=False,
+                          soft_wrap=True)
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+# Control characters in file names (a newline, an escape) are shown escaped, never raw.
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
+
+
+def shown(text: str) -> str:
+    """``text`` for the terminal: control characters escaped, so a name cannot break a line."""
+    return text.translate(_CONTROL)
+
+
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """A Python warning (ours or a dependency's) as one line, without its source line."""
+    text = (str(message).strip().splitlines() or [category.__name__])[0]
+    console.print(f"[yellow]warning:[/yellow] {shown(text)}", highlight=False, soft_wrap=True)
 
 
 def _stop(terminated: bool) -> None:
@@ -343,9 +363,10 @@ IO, MODEL, COLOUR, VIDEO, LARGE, GPU = ("Input and output", "Model and device", 
 def colorize_cmd(
     inputs: list[Path] = typer.Argument(..., help="Photos, videos and/or folders (recursive).", readable=False,
                                         metavar="INPUT", rich_help_panel=IO),
-    output: Optional[Path] = typer.Option(
-        None, "-o", "--output", rich_help_panel=IO, help="A file for one input, else a folder mirroring the inputs. "
-        "Default: NAME_colorized.EXT beside each file, F_colorized/ for a folder F."),
+    output: Optional[str] = typer.Option(
+        None, "-o", "--output", metavar="PATH", rich_help_panel=IO, help="A file for one input, else a folder "
+        "mirroring the inputs (a trailing / means a folder). Default: NAME_colorized.EXT beside each file, "
+        "F_colorized/ for a folder F."),
     overwrite: bool = typer.Option(I.overwrite, "--overwrite", rich_help_panel=IO, help="Redo existing outputs."),
     compare: bool = typer.Option(I.compare, "--compare", rich_help_panel=IO,
                                  help="Also write gray | colour as NAME_compare.EXT beside each output."),
@@ -355,7 +376,7 @@ def colorize_cmd(
                                 help="Also write report.html: the output folder as a contact sheet."),
     json_out: bool = typer.Option(False, "--json", rich_help_panel=IO, help="Print a JSON summary."),
     model: Optional[str] = typer.Option(None, "--model", metavar="NAME|FILE", rich_help_panel=MODEL,
-                                        help="default, a preset name, or a weights/ONNX/engine file."),
+                                        help="default, a bundled model's name, or a weights/ONNX/engine file."),
     backend: str = typer.Option(I.backend, "--backend", metavar="NAME", rich_help_panel=MODEL,
                                 help=f"{', '.join(backend_names()[:-1])} or {backend_names()[-1]}."),
     device: str = typer.Option(I.device, "--device", metavar="DEVICE", rich_help_panel=MODEL,
@@ -388,6 +409,8 @@ def colorize_cmd(
                                       help="Redo items the journal says failed."),
     verify: bool = typer.Option(I.verify, "--verify", rich_help_panel=LARGE,
                                 help="Check inputs' sha256, not only size + mtime."),
+    wait_lock: bool = typer.Option(I.wait_lock, "--wait-lock", rich_help_panel=LARGE,
+                                   help="Wait while another run writes the output folder."),
     progress_every: float = typer.Option(PROGRESS_SECONDS, "--progress-every", metavar="S", rich_help_panel=LARGE,
                                          help="A progress line every S seconds when not on a terminal (0: none)."),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="auto|ADDRESS", rich_help_panel=LARGE,
@@ -407,7 +430,8 @@ def colorize_cmd(
     from .colorizer import Colorizer
     from .errors import UsageError
     from .journal import Journal, Shard
-    from .pipeline import colorize_files, journal_root, plan_jobs, preflight_outputs, settings_key, shard_jobs
+    from .pipeline import (colorize_files, journal_root, locked_outputs, plan_jobs, preflight_outputs, settings_key,
+                           shard_jobs)
     from .weights import sha256_file
 
     cfg = InferConfig(size=size, batch_size=parse_batch_size(batch_size), backend=backend, device=device,
@@ -416,43 +440,52 @@ def colorize_cmd(
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias),
                       temporal_strength=temporal_strength, force=force, deinterlace=deinterlace, compare=compare,
                       preview=preview,
-                      retry_failed=retry_failed, verify=verify, segment_seconds=segment_seconds).validate()
+                      retry_failed=retry_failed, verify=verify, segment_seconds=segment_seconds,
+                      wait_lock=wait_lock).validate()
     started = time.time()
     skipped: list[tuple[str, str]] = []
     jobs = plan_jobs(inputs, output, preview=bool(preview), codec=cfg.codec, skipped=skipped)
     part = Shard.parse(shard)
     if part is not None:
         jobs = shard_jobs(jobs, part, cfg)
-    preflight_outputs(jobs)
+    if ray is not None and (ray_workers < 1 or gpus_per_worker < 0):
+        raise UsageError("--ray-workers must be >= 1 and --gpus-per-worker >= 0")
     weights = _weights(model)
+    colorizer = Colorizer.open(cfg, weights) if ray is None else None  # a bad model leaves no output folder behind
+    preflight_outputs(jobs)
     root = None if preview else journal_root(inputs, output)
-    journal = Journal(root, part, settings_key(cfg, sha256_file(weights)), cfg.verify) if root else None
-    if journal is not None:
-        journal.check_settings(cfg.overwrite)
-    if ray is not None:
-        from .ray_job import colorize_on_ray
-
-        if ray_workers < 1 or gpus_per_worker < 0:
-            raise UsageError("--ray-workers must be >= 1 and --gpus-per-worker >= 0")
-        with _progress(progress_every) as prog:
-            task = prog.add_task("colorizing (ray)", total=len(jobs), rate="")
-            rep = colorize_on_ray(jobs, cfg, weights, journal=journal, address=ray, workers=ray_workers,
-                                  gpus_per_worker=gpus_per_worker,
-                                  on_progress=lambda d, t: prog.update(task, completed=d))
-    else:
-        colorizer = Colorizer.open(cfg, weights)
-        with _progress(progress_every) as prog:
-            bars = _RunProgress(prog, colorizer, len(jobs))
-            rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames, journal=journal,
-                                 shard=part, unsupported=skipped, on_note=note)
-    if journal is not None:
-        journal.close()
+    with locked_outputs(jobs, root, part, cfg.wait_lock):  # one writer per output folder
+        journal = Journal(root, part, settings_key(cfg, sha256_file(weights)), cfg.verify) if root else None
+        if journal is not None:
+            journal.check_settings(cfg.overwrite)
+        try:
+            if colorizer is None:
+                rep = _colorize_on_ray(jobs, cfg, weights, journal, ray, ray_workers, gpus_per_worker,  # type: ignore[arg-type]
+                                       progress_every)
+            else:
+                with _progress(progress_every) as prog:
+                    bars = _RunProgress(prog, colorizer, len(jobs))
+                    rep = colorize_files(jobs, colorizer, cfg, on_progress=bars.files, on_frame=bars.frames,
+                                         journal=journal, shard=part, unsupported=skipped, on_note=note)
+        finally:
+            if journal is not None:
+                journal.close()
     rep.note_unsupported(skipped)
     if report:
-        rep.report = str(_write_report(rep, jobs, output, root, started))
+        rep.report = str(_write_report(rep, jobs, Path(output) if output else None, root, started))
     _print_report(rep, json_out)
     if rep.exit_code:
         raise typer.Exit(rep.exit_code)
+
+
+def _colorize_on_ray(jobs: list[Any], cfg: InferConfig, weights: Path, journal: Any, address: str, workers: int,
+                     gpus_per_worker: float, progress_every: float) -> Any:
+    from .ray_job import colorize_on_ray
+
+    with _progress(progress_every) as prog:
+        task = prog.add_task("colorizing (ray)", total=len(jobs), rate="")
+        return colorize_on_ray(jobs, cfg, weights, journal=journal, address=address, workers=workers,
+                               gpus_per_worker=gpus_per_worker, on_progress=lambda d, t: prog.update(task, completed=d))
 
 
 def _write_report(rep: Any, jobs: list[Any], output: Optional[Path], root: Optional[Path], since: float) -> Path:
@@ -481,13 +514,13 @@ def _print_report(rep: Any, json_out: bool) -> None:
                   f"{len(rep.skipped_existing)} already done, {len(rep.skipped_color)} colour skipped, "
                   f"{len(rep.failed)} failed", highlight=False)
         for path in rep.done:
-            out.print(f"  -> {path}", highlight=False, soft_wrap=True)
+            out.print(f"  -> {shown(path)}", highlight=False, soft_wrap=True)
         if rep.report:
-            out.print(f"report: {rep.report}", highlight=False, soft_wrap=True)
+            out.print(f"report: {shown(rep.report)}", highlight=False, soft_wrap=True)
     for w in rep.warnings:
-        console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/yellow] {escape(shown(w))}", highlight=False, soft_wrap=True)
     for path, err in rep.failed:
-        console.print(f"[red]failed:[/red] {escape(err)}", highlight=False, soft_wrap=True)
+        console.print(f"[red]failed:[/red] {escape(shown(err))}", highlight=False, soft_wrap=True)
 
 
 @app.command("status")
@@ -515,7 +548,7 @@ def status_cmd(
     for reason, n in s["skipped"].items():
         out.print(f"  skipped: {n} {reason}", highlight=False)
     for f in s["failed"]:
-        out.print(f"  failed: {f['input']}: {f['reason']}", highlight=False)
+        out.print(f"  failed: {shown(f['input'])}: {shown(f['reason'])}", highlight=False)
     if s["torn_lines"]:
         out.print(f"  torn journal lines ignored: {', '.join(s['torn_lines'])}", highlight=False)
     if report:

@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .backends import Backend, BackendOptions, infer_via_numpy, open_backend
-from .color import chroma_from_prediction, luma_of, merge_luminance, to_network
+from .color import chroma_from_prediction, merge_luminance, to_network
 from .errors import ModelError
-from .images import STRIP_ROWS, LoadedImage
-from .settings import AUTO_MAX_BATCH, AUTO_MEMORY_SHARE, CPU_BATCH, DEVICE_BYTES_PER_PIXEL, InferConfig
+from .images import PEAK_BYTES_PER_PIXEL, STRIP_ROWS, LoadedImage, picture_image
+from .settings import (AUTO_MAX_BATCH, AUTO_MEMORY_SHARE, CPU_BATCH, DEVICE_BYTES_PER_PIXEL,
+                       HOST_NET_BYTES_PER_INPUT_PIXEL, InferConfig)
 from .weights import resolve_weights
 
 
@@ -42,10 +43,13 @@ class Colorizer:
         self.device = device or (backend.device if on_gpu else "cpu")
 
     @classmethod
-    def open(cls, config: InferConfig | None = None, weights: str | os.PathLike[str] | None = None, *,
+    def open(cls, config: InferConfig | str | os.PathLike[str] | None = None, weights: str | os.PathLike[str] | None = None, *,
              model: str | os.PathLike[str] | None = None, **settings: Any) -> "Colorizer":
         """Open the backend ``config`` asks for on ``weights`` (or ``model``: ``"default"``, a
-        bundled preset name or a file). Keyword ``settings`` override ``InferConfig`` fields."""
+        bundled preset name or a file). Keyword ``settings`` override ``InferConfig`` fields.
+        A path or name in ``config``'s place is taken as ``weights``."""
+        if isinstance(config, (str, os.PathLike)):
+            config, weights = None, config
         cfg = (config or InferConfig()).replace(**settings) if settings else (config or InferConfig()).validate()
         path = resolve_weights(weights if weights is not None else model)
         name = "torch" if cfg.compile and cfg.backend == "auto" else cfg.backend  # only torch compiles
@@ -102,11 +106,17 @@ class Colorizer:
         self.check_finite(torch.isfinite(rgb).all())
         return rgb, sal
 
-    def batch_for(self, pixels: int) -> int:
-        """Frames per network call for frames of ``pixels`` pixels: ``--batch-size`` as given,
-        or with ``auto`` the CPU default, or on CUDA what free GPU memory holds."""
+    def batch_for(self, pixels: int, notes: list[str] | None = None) -> int:
+        """Frames per network call for frames of ``pixels`` pixels: ``--batch-size`` as given
+        (reduced, with a note, to what half the available memory holds), or with ``auto`` the
+        CPU default, or on CUDA what free GPU memory holds."""
         if self.config.batch_size != "auto":
-            return int(self.config.batch_size)
+            asked = int(self.config.batch_size)
+            cap, budget = self.memory_batch_cap(pixels)
+            if asked > cap and notes is not None:
+                notes.append(f"--batch-size {asked} reduced to {cap}: a batch must fit in {budget / 2**30:.1f} GiB "
+                             f"(half the available memory)")
+            return min(asked, cap)
         if not str(self.device).startswith("cuda"):
             return CPU_BATCH
         if self._net_bytes is None:
@@ -115,6 +125,18 @@ class Colorizer:
         free, _ = torch.cuda.mem_get_info(dev)
         free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)  # torch's cache is free to us
         return auto_batch(free, self._net_bytes, pixels)
+
+    def memory_batch_cap(self, pixels: int) -> tuple[int, int]:
+        """(largest batch whose frames fit in ``AUTO_MEMORY_SHARE`` of the available host
+        memory, that budget in bytes): full-resolution planes, and on the CPU the network's
+        activations too."""
+        import psutil
+
+        budget = int(psutil.virtual_memory().available * AUTO_MEMORY_SHARE)
+        per_frame = pixels * PEAK_BYTES_PER_PIXEL
+        if not str(self.backend.device).startswith("cuda"):
+            per_frame += self.size ** 2 * HOST_NET_BYTES_PER_INPUT_PIXEL
+        return max(1, budget // per_frame), budget
 
     def _probe_net_bytes(self) -> int:
         """Peak GPU bytes one frame adds to a forward pass (measured on a batch of 2)."""
@@ -157,20 +179,16 @@ class Colorizer:
 
     def colorize(self, image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
         """One picture in, its colorized version out, in the same kind: a PIL image gives an
-        RGB PIL image; a uint8 array (``H x W`` or ``H x W x 3``) a uint8 ``H x W x 3`` array;
-        a float array in [0, 1] a float array."""
-        is_pil = isinstance(image, Image.Image)
-        a = np.asarray(image.convert("RGB") if is_pil and image.mode not in ("L", "RGB") else image)
-        is_float = np.issubdtype(a.dtype, np.floating)
-        x = a.astype(np.float32) if is_float else a.astype(np.float32) / float(np.iinfo(a.dtype).max)
-        luma = luma_of(x[..., :3]) if x.ndim == 3 else x
-        im = LoadedImage(path=None, luma=np.ascontiguousarray(luma, dtype=np.float32), alpha=None, bits=8,  # type: ignore[arg-type]
-                         mode="RGB", format="", is_color=False)
-        rgb = self.colorize_batch([im])[0][0]
-        if is_float:
-            return rgb
-        out = (rgb * 255 + 0.5).clip(0, 255).astype(np.uint8)
-        return Image.fromarray(out, "RGB") if is_pil else out
+        RGB PIL image; a uint8 array (``H x W`` or ``H x W x 3``) a uint8 ``H x W x 3`` array,
+        a uint16 array a uint16 one, a float array in [0, 1] a float32 array; other integer
+        arrays by their value range (see ``images.array_image``). Anything else is an
+        ``InputError``, never a wrong picture."""
+        im, kind = picture_image(image, self.config.max_pixels)
+        if kind == "float":
+            return self.colorize_batch([im])[0][0]
+        im.bits = 16 if kind == "uint16" else 8
+        rgb = self.colorize_batch([im], quantise=True)[0][0]
+        return Image.fromarray(rgb, "RGB") if kind == "pil" else rgb
 
 
 def auto_batch(free_bytes: int, net_bytes_per_frame: int, pixels: int) -> int:

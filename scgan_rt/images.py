@@ -8,6 +8,7 @@ optional alpha plane, and the bit depth to write back. Outputs are written atomi
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import warnings
 import zlib
@@ -93,11 +94,36 @@ def output_suffix(path: Path) -> str:
     return path.suffix if fmt in WRITABLE else ".png"
 
 
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def file_kind(path: Path) -> str:
+    """``"file"`` for a regular file (through symlinks), else what it is: ``"a FIFO"``,
+    ``"a folder"``, ``"a broken link"``, ``"missing"``... Never opens it (a FIFO would block)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a broken link" if os.path.islink(path) else "missing"
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    if stat.S_ISREG(mode):
+        return "file"
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def is_regular(path: Path) -> bool:
+    return file_kind(path) == "file"
+
+
 def check_readable(path: Path) -> None:
-    if not path.exists():
+    """``InputError`` unless ``path`` is a non-empty regular file we may read (checked
+    without opening it)."""
+    kind = file_kind(path)
+    if kind == "missing":
         raise InputError(f"not found: {path}")
-    if not path.is_file():
-        raise InputError(f"not a file: {path}")
+    if kind != "file":
+        raise InputError(f"not a regular file: {path} is {kind}")
     if not os.access(path, os.R_OK):
         raise InputError(f"cannot read {path}: permission denied")
     if path.stat().st_size == 0:
@@ -144,6 +170,68 @@ def load_image(path: str | os.PathLike[str], max_pixels: int = 178_956_970) -> L
             loaded.warnings.append(f"{'animated' if fmt in ('GIF', 'WEBP', 'PNG') else 'multi-page'} {fmt}: only the "
                                    f"first of {frames} frames colorized")
         return loaded
+
+
+def picture_image(image: object, max_pixels: int = 178_956_970) -> tuple[LoadedImage, str]:
+    """A picture handed to the Python API reduced like a file, with the kind of result to
+    give back: ``"pil"``, ``"uint8"``, ``"uint16"`` or ``"float"``. Raises ``InputError`` for
+    anything it would otherwise turn into a wrong picture (see ``array_image``)."""
+    if isinstance(image, Image.Image):
+        _check_pixels(image.size[0], image.size[1], max_pixels, "picture")
+        if image.mode in ("I", "F") or image.mode.startswith("I;16"):  # deep modes follow the array rules
+            return array_image(np.asarray(image), max_pixels)[0], "pil"
+        return _reduce(image, Path("<picture>"), ""), "pil"
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"expected a PIL image or a numpy array, got {type(image).__name__}")
+    return array_image(image, max_pixels)
+
+
+def array_image(a: np.ndarray, max_pixels: int = 178_956_970) -> tuple[LoadedImage, str]:
+    """The documented array rules: ``H x W``, ``H x W x 1``, ``H x W x 3`` or ``H x W x 4``
+    (alpha ignored); uint8 (0..255) and uint16 (0..65535) as they are; other integers by
+    their value range (within 0..255: 8-bit, within 0..65535: 16-bit, else refused); floats
+    in [0, 1] (anything outside, NaN or Inf is refused). Nothing is guessed or clipped."""
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
+        raise InputError(f"array of shape {a.shape}: expected H x W (gray) or H x W x 3 (RGB)")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise InputError(f"array of shape {a.shape} has no pixels")
+    _check_pixels(a.shape[1], a.shape[0], max_pixels, "array")
+    x, kind = _unit_range(a)
+    luma = luma_of(x[..., :3]) if x.ndim == 3 and x.shape[2] >= 3 else (x[..., 0] if x.ndim == 3 else x)
+    bits = 16 if kind == "uint16" else 8
+    return LoadedImage(None, np.ascontiguousarray(np.clip(luma, 0, 1), np.float32), None, bits,  # type: ignore[arg-type]
+                       "array", "", False), kind
+
+
+def _unit_range(a: np.ndarray) -> tuple[np.ndarray, str]:
+    """``a`` as float32 in [0, 1] and the result kind its dtype and values call for."""
+    if a.dtype in (np.uint8, np.uint16):
+        return a.astype(np.float32) / np.iinfo(a.dtype).max, str(a.dtype)
+    if np.issubdtype(a.dtype, np.integer) and a.dtype != np.bool_:
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi > 65535:
+            raise InputError(f"{a.dtype} array with values {lo}..{hi}: integer pictures must hold 0..255 (8-bit) "
+                             f"or 0..65535 (16-bit) code values")
+        kind = "uint8" if hi <= 255 else "uint16"
+        return a.astype(np.float32) / (255 if kind == "uint8" else 65535), kind
+    if np.issubdtype(a.dtype, np.floating):
+        x = a.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise InputError("the input array contains NaN or Inf values")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise InputError(f"float array with values {lo:g}..{hi:g}: float pictures must be in [0, 1] "
+                             f"(divide 8-bit code values by 255)")
+        return x, "float"
+    raise InputError(f"{a.dtype} array: expected uint8, uint16, integers in 0..65535 or floats in [0, 1]")
+
+
+def _check_pixels(w: int, h: int, max_pixels: int, what: str) -> None:
+    limit, why = pixel_limit(max_pixels)
+    if w * h > limit:
+        raise InputError(f"{what} too large: {w}x{h} = {w * h / 1e6:.0f} MP (limit {limit / 1e6:.0f} MP: {why})")
+    if w < 1 or h < 1:
+        raise InputError(f"{what} has no pixels ({w}x{h})")
 
 
 def _upright_exif(im: Image.Image) -> bytes | None:

@@ -18,12 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
+from .atomic import atomic_path
 from .errors import UsageError
 
 PREFIX = "journal"
@@ -49,11 +51,19 @@ class Shard:
 
     def owns(self, rel: str) -> bool:
         """A stable hash of the input's relative path: adding files moves no other file."""
-        h = int.from_bytes(hashlib.sha1(rel.encode("utf-8")).digest()[:8], "big")
-        return h % self.count == self.index - 1
+        return _stable_hash(rel) % self.count == self.index - 1
+
+    def owns_segment(self, rel: str, i: int) -> bool:
+        """Segments of a film dealt round-robin from a shard the film's hash picks: each of
+        N shards gets within one segment of an equal share (hashing each segment did not)."""
+        return (_stable_hash(rel) + i) % self.count == self.index - 1
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
+
+
+def _stable_hash(text: str) -> int:
+    return int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big")
 
 
 def journal_path(root: Path, shard: Shard | None) -> Path:
@@ -86,9 +96,8 @@ class History:
             for k, line in enumerate(lines):
                 if not line.strip():
                     continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # whole lines are written: only a crash tears one
+                rec = _parsed(line)
+                if rec is None:  # whole lines are written: a crash tore it, or foreign bytes
                     hist.torn.append(f"{path.name}:{k + 1}")
                     continue
                 if rec.get("kind") == "run":
@@ -115,7 +124,7 @@ class Journal:
         self.path = journal_path(root, shard)
         self.history = History.read(root) if root.is_dir() else History()
         self._fd: int | None = None
-        self._run: dict[str, Any] | None = None
+        self.repaired = False  # this run rewrote its journal without damaged lines
 
     def check_settings(self, overwrite: bool) -> None:
         """Refuse to mix outputs of another model or other settings into one folder."""
@@ -127,13 +136,30 @@ class Journal:
 
     def start(self, planned: int, backend: str, model: str, unsupported: dict[str, int] | None = None,
               shared: Sequence[str] = ()) -> None:
-        """Note the run (with the folder files it skips as neither image nor video, by
-        reason); its line is written with the first item, so a run that finishes nothing
-        leaves no journal behind. ``planned`` counts the inputs this shard owns; ``shared``
-        names the films every shard works on (segments), counted once by ``status``."""
-        self._run = {"kind": "run", "time": time.time(), "shard": str(self.shard) if self.shard else None,
-                     "planned": planned, "shared": sorted(shared), "settings": self.settings, "backend": backend,
-                     "model": model, "pid": os.getpid(), "unsupported": unsupported or {}}
+        """Write the run's line now (a run is visible from its start, even if killed before
+        its first item), after rewriting this journal without damaged lines. ``unsupported``:
+        the folder files it skips as neither image nor video, by reason; ``planned`` counts
+        the inputs this shard owns; ``shared`` names the films every shard works on
+        (segments), counted once by ``status``."""
+        self._repair()
+        self._append({"kind": "run", "time": time.time(), "shard": str(self.shard) if self.shard else None,
+                      "planned": planned, "shared": sorted(shared), "settings": self.settings, "backend": backend,
+                      "model": model, "pid": os.getpid(), "unsupported": unsupported or {}})
+
+    def damage_note(self) -> str:
+        """The one report of damaged lines (a crash mid-write, or bytes that are not ours)."""
+        fixed = f"; {self.path.name} rewritten without them" if self.repaired else ""
+        return f"journal: {len(self.history.torn)} damaged line(s) ignored ({', '.join(self.history.torn)}){fixed}"
+
+    def _repair(self) -> None:
+        """Rewrite this run's journal atomically without the lines ``History.read`` could not
+        parse (other shards' journals are theirs to repair)."""
+        if not any(t.rsplit(":", 1)[0] == self.path.name for t in self.history.torn):
+            return
+        self.repaired = True
+        lines = self.path.read_text(encoding="utf-8", errors="replace").split("\n")
+        with atomic_path(self.path) as tmp:
+            tmp.write_text("".join(line + "\n" for line in lines if line.strip() and _parsed(line) is not None), encoding="utf-8")
 
     def previous(self, rel: str, src: Path) -> dict[str, Any] | None:
         """The last line about ``src`` if it still describes the file as it is now, under
@@ -141,8 +167,8 @@ class Journal:
         rec = self.history.items.get(rel)
         if rec is None or rec.get("settings") != self.settings:
             return None  # unknown, or decided under other settings (e.g. a colour skip before --force)
-        st = src.stat()
-        if rec.get("size") != st.st_size or rec.get("mtime_ns") != st.st_mtime_ns:
+        st = _stat(src)
+        if st is None or rec.get("size") != st.st_size or rec.get("mtime_ns") != st.st_mtime_ns:
             return None
         if self.verify and rec.get("sha256") and rec["sha256"] != file_sha256(src):
             return None
@@ -151,16 +177,14 @@ class Journal:
     def record(self, rel: str, src: Path, output: Path | None, status: str, reason: str = "",
                seconds: float | None = None) -> None:
         """One finished item; ``output`` (written) is kept relative to the journal's folder."""
-        st = src.stat()
-        rec: dict[str, Any] = {"kind": "item", "input": rel, "source": str(src.resolve()), "size": st.st_size,
-                               "mtime_ns": st.st_mtime_ns, "output": None if output is None else self._relative(output),
-                               "status": status, "reason": reason, "time": time.time(), "settings": self.settings,
+        st = _stat(src)  # None: the input vanished (its failure is still recorded)
+        rec: dict[str, Any] = {"kind": "item", "input": rel, "source": str(src.resolve()),
+                               "size": st and st.st_size, "mtime_ns": st and st.st_mtime_ns,
+                               "output": None if output is None else self._relative(output), "status": status,
+                               "reason": reason, "time": time.time(), "settings": self.settings,
                                "seconds": None if seconds is None else round(seconds, 3)}
-        if self.verify:
+        if self.verify and st is not None and stat.S_ISREG(st.st_mode):
             rec["sha256"] = file_sha256(src)
-        if self._run is not None:
-            self._append(self._run)
-            self._run = None
         self._append(rec)
 
     def _relative(self, path: Path) -> str:
@@ -193,12 +217,33 @@ class Journal:
             self._fd = None
 
 
+def _parsed(line: str) -> dict[str, Any] | None:
+    """A journal line as written (a run line, or an item line with input and status); None
+    for anything else."""
+    try:
+        rec = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(rec, dict):
+        return None
+    if rec.get("kind") == "item" and not (isinstance(rec.get("input"), str) and isinstance(rec.get("status"), str)):
+        return None
+    return rec
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None
+
+
 def status(root: Path) -> dict[str, Any]:
     """``scgan-rt status``: what every journal in ``root`` says, merged over shards."""
     if not root.is_dir():
         raise UsageError(f"not a folder: {root}")
     hist = History.read(root)
-    if not hist.runs:
+    if not any(root.glob(f"{PREFIX}*{SUFFIX}")):
         raise UsageError(f"no journal in {root} (it is written by `scgan-rt colorize ... -o {root}`)")
     items = list(hist.items.values())
     by: dict[str, list[dict[str, Any]]] = {"done": [], "failed": [], "skipped": []}
@@ -208,7 +253,7 @@ def status(root: Path) -> dict[str, Any]:
     for run in hist.runs:  # the newest run of each journal (shard) says how much was planned
         latest[run["journal"]] = run
     shared = set().union(*(r.get("shared", []) for r in latest.values()))
-    planned = sum(r.get("planned", 0) for r in latest.values()) + len(shared)
+    planned = max(len(items), sum(r.get("planned", 0) for r in latest.values()) + len(shared))
     pending = max(0, planned - len(items))
     busy = sum(r["last"] - r["time"] for r in hist.runs if r["done"])
     rate = sum(r["done"] for r in hist.runs) / busy if busy > 0 else 0.0
@@ -219,7 +264,7 @@ def status(root: Path) -> dict[str, Any]:
         for reason, n in run.get("unsupported", {}).items():
             skipped[reason] = max(skipped.get(reason, 0), n)
     return {
-        "folder": str(root), "journals": sorted(latest), "planned": planned, "done": len(by["done"]),
+        "folder": str(root), "journals": sorted(p.name for p in root.glob(f"{PREFIX}*{SUFFIX}")), "planned": planned, "done": len(by["done"]),
         "failed": [{"input": r["input"], "reason": r.get("reason", "")} for r in by["failed"]],
         "skipped": skipped, "pending": pending, "items_per_s": round(rate, 3),
         "eta_s": round(pending / rate, 1) if rate > 0 and pending else (0.0 if not pending else None),

@@ -3,13 +3,14 @@ chroma with full-resolution luminance -> write atomically. Returns a ``Report``;
 prints (the CLI renders progress from the callback)."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import json
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .atomic import PARTIAL_SUFFIX
+from .atomic import PARTIAL_SUFFIX, holding_lock, name_fits, name_max, owner_alive, temp_prefix
 from .colorizer import Colorizer
 from .encoding import VIDEO_OUTPUT_SUFFIXES, video_output_suffix
 from .errors import (EXIT_BAD_INPUT, EXIT_OK, EXIT_PARTIAL, EXIT_RESOURCE, InputError, ResourceError, ScganError,
                      UsageError, raise_if_signalled)
-from .images import LoadedImage, is_supported, load_image, output_suffix, save_image
+from .images import LoadedImage, file_kind, is_regular, is_supported, load_image, output_suffix, save_image
 from .journal import Journal, Shard
 from .reading import AUDIO_SUFFIXES, is_video, probe_video
 from .segments import colorize_film, compare_film, is_segmented, long_enough
@@ -58,6 +59,7 @@ class Report:
     compile_seconds: float = 0.0  # first calls of a compiled network (--compile)
     report: str = ""  # the HTML report's path, with --report
     skipped_unsupported: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) found in folders
+    video_streams_dropped: int = 0  # video streams after a film's first (not kept), over all films
 
     def note_unsupported(self, skipped: Sequence[tuple[str, str]]) -> None:
         """Count the folder files that are neither images nor videos, by reason, in the log too."""
@@ -89,7 +91,7 @@ class Report:
             "video_fps": round(self.frames / self.video_seconds, 3) if self.video_seconds else None,
             "skipped_unsupported": _by_reason(self.skipped_unsupported),
             "failed_before": [{"path": p, "error": e} for p, e in self.failed_before],
-            "films_pending": self.films_pending,
+            "films_pending": self.films_pending, "video_streams_dropped": self.video_streams_dropped,
             "warnings": self.warnings, **({"report": self.report} if self.report else {}),
         }
 
@@ -111,8 +113,8 @@ def journal_root(inputs: Sequence[str | os.PathLike[str]], output: str | os.Path
     folder without ``-o``; None when outputs go to single files or beside their inputs."""
     if output is not None:
         out = Path(output)
-        single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
-        return None if (single_file and out.suffix and not out.is_dir()) else out
+        single_file = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+        return None if (single_file and out.suffix and not names_folder(output)) else out
     if len(inputs) == 1 and Path(inputs[0]).is_dir():
         folder = Path(inputs[0])
         return folder.with_name(folder.name + tag)
@@ -152,16 +154,16 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
     that are not images or videos are appended to ``skipped`` as (path, reason)."""
     out = Path(output) if output is not None else None
     paths = list(dict.fromkeys(Path(r) for r in inputs))
-    single_file = len(paths) == 1 and paths[0].is_file()
-    as_file = out is not None and single_file and bool(out.suffix) and not out.is_dir() and not preview
-    if out is not None and out.suffix and not out.is_dir() and not single_file and not preview:
+    for p in paths:
+        _check_named_input(p)
+    single_file = len(paths) == 1 and not paths[0].is_dir()
+    as_file = out is not None and single_file and bool(out.suffix) and not names_folder(output) and not preview
+    if out is not None and out.suffix and not names_folder(output) and not single_file and not preview:
         raise UsageError(f"-o {out} looks like a file, but the inputs are several files or a folder; "
-                         f"give a folder name")
-    files_root = _common_parent([p for p in paths if p.is_file()])
+                         f"give a folder name (a trailing / says so)")
+    files_root = _common_parent([p for p in paths if not p.is_dir()])
     jobs: list[Job] = []
     for p in paths:
-        if not p.exists():
-            raise InputError(f"not found: {p}")
         if p.is_dir():
             jobs += _folder_jobs(p, out, tag, codec, nested=out is not None and len(paths) > 1,
                                  skipped=skipped if skipped is not None else [])
@@ -177,9 +179,37 @@ def plan_jobs(inputs: Sequence[str | os.PathLike[str]], output: str | os.PathLik
         jobs = [Job(j.src, (out or j.src.with_name(j.src.stem + "_preview")) if is_video(j.src) else j.dst, j.rel)
                 for j in jobs]
     for j in jobs:
-        if j.dst.resolve() == j.src.resolve():
-            raise UsageError(f"output would overwrite input: {j.src}")
+        refuse_input_as_output(j.src, j.dst)
     return jobs
+
+
+def refuse_input_as_output(src: Path, dst: Path) -> None:
+    """``UsageError`` when writing ``dst`` would replace ``src`` (any spelling: ``..``,
+    symlinks, hard links), for the CLI and the Python API alike."""
+    same = src.resolve() == dst.resolve()
+    try:
+        same = same or (dst.exists() and os.path.samefile(src, dst))
+    except OSError:
+        pass
+    if same:
+        raise UsageError(f"output would overwrite input: {src}; choose another output")
+
+
+def names_folder(output: str | os.PathLike[str] | None) -> bool:
+    """``-o`` names a folder: an existing one, or a name ending in ``/`` (``-o out.png/``)."""
+    if output is None:
+        return False
+    text = os.fspath(output)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir()
+
+
+def _check_named_input(p: Path) -> None:
+    """A named input must be a folder or a regular file (a FIFO or device is never opened)."""
+    kind = file_kind(p)
+    if kind == "missing":
+        raise InputError(f"not found: {p}")
+    if kind not in ("file", "a folder"):
+        raise InputError(f"not a regular file: {p} is {kind}")
 
 
 def _folder_jobs(folder: Path, out: Path | None, tag: str, codec: str,
@@ -187,14 +217,18 @@ def _folder_jobs(folder: Path, out: Path | None, tag: str, codec: str,
     root = out if out is not None else folder.with_name(folder.name + tag)
     if root.resolve() == folder.resolve():
         raise UsageError(f"the output folder is the input folder ({folder}); choose another -o")
+    if _is_within(folder, root):
+        raise UsageError(f"-o {root} contains the input folder {folder}: the outputs would mix with the inputs; "
+                         f"choose an -o outside it")
     try:
         # Never descend into our own output folder when it sits inside the input tree.
-        every = sorted(f for f in folder.rglob("*") if f.is_file() and not _is_within(f, root))
+        kinds = {f: file_kind(f) for f in sorted(folder.rglob("*")) if not _is_within(f, root) and not _real_dir(f)}
     except OSError as e:
         raise InputError(f"cannot read folder {folder}: {e.strerror or e}") from None
-    files = [f for f in every if is_supported(f) or is_video(f)]
+    files = [f for f, kind in kinds.items() if kind == "file" and (is_supported(f) or is_video(f))]
     taken = set(files)
-    skipped += [(str(f), _skip_reason(f)) for f in every if f not in taken and PARTIAL_SUFFIX not in f.name]
+    skipped += [(str(f), _skip_reason(f, kind)) for f, kind in kinds.items()
+                if f not in taken and PARTIAL_SUFFIX not in f.name and not f.name.startswith(LOCK_NAME)]
     if not files:
         raise InputError(f"no supported images or videos under {folder}")
     jobs = []
@@ -206,7 +240,16 @@ def _folder_jobs(folder: Path, out: Path | None, tag: str, codec: str,
     return jobs
 
 
-def _skip_reason(f: Path) -> str:
+def _real_dir(f: Path) -> bool:
+    """A folder the walk descends into (a symlinked folder is not followed: it is counted)."""
+    return f.is_dir() and not f.is_symlink()
+
+
+def _skip_reason(f: Path, kind: str = "file") -> str:
+    if kind == "a folder":
+        return "symlinked folder (not followed)"
+    if kind != "file":
+        return f"not a regular file ({kind})"
     if f.suffix.lower() in AUDIO_SUFFIXES:
         return "audio only (no video stream)"
     return f"unsupported format {f.suffix.lower() or '(no extension)'}"
@@ -264,6 +307,20 @@ def _is_within(path: Path, folder: Path) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def locked_outputs(jobs: Sequence[Job], root: Path | None, shard: Shard | None, wait: bool = False) -> Iterator[None]:
+    """Hold the lock of every folder this run writes into (the journal's folder, else each
+    output's): a second run there is refused naming the holder, or waits with ``wait``.
+    Shards of one job lock their own journal's name, so they run side by side."""
+    name = LOCK_NAME if shard is None else LOCK_NAME.replace(".lock", f".shard-{shard.index}-of-{shard.count}.lock")
+    folders = [root] if root is not None else sorted({j.dst.parent for j in jobs})
+    with contextlib.ExitStack() as stack:
+        for d in folders:
+            d.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(holding_lock(d / name, wait))
+        yield
+
+
 def preflight_outputs(jobs: Sequence[Job]) -> None:
     """Fail before any model work when an output folder cannot be created or written."""
     for d in sorted({j.dst.parent for j in jobs}):
@@ -299,6 +356,8 @@ def settings_key(cfg: InferConfig, model_sha256: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+# An output folder's lock file (``host pid``) while a run writes into it.
+LOCK_NAME = ".scgan-rt.lock"
 # Photos wait for a full batch only while their full-resolution planes stay under this.
 BATCH_PIXELS = 64_000_000
 
@@ -342,7 +401,8 @@ class _Run:
         self.resumed = 0  # items earlier runs had finished
         self.rep = Report(total=len(jobs), backend=getattr(colorizer.backend, "name", "?"))
         # Photos merge in strips: the network's side decides what a batch costs.
-        self.batch = self.rep.photo_batch = colorizer.batch_for(cfg.size ** 2)
+        photos = any(not is_video(j.src) for j in jobs)  # a note only where photos are batched
+        self.batch = self.rep.photo_batch = colorizer.batch_for(cfg.size ** 2, self.rep.warnings if photos else None)
         self.pending: list[tuple[Job, LoadedImage]] = []
         self.journal_lock = threading.Lock()  # writer threads journal their outputs too
         self.finished = 0
@@ -351,13 +411,12 @@ class _Run:
     def run(self) -> Report:
         t0 = time.perf_counter()
         if self.journal is not None:
-            if self.journal.history.torn:
-                self.rep.warnings.append(f"journal: {len(self.journal.history.torn)} torn line(s) ignored (a crash "
-                                         f"mid-write): {', '.join(self.journal.history.torn)}")
             model = self.colorizer.weights.name if self.colorizer.weights is not None else ""
             unsupported = {k: len(v) for k, v in _by_reason(self.unsupported).items()}
             shared = [j.rel for j in self.jobs if self.shard is not None and _shared_film(j, self.cfg)]
             self.journal.start(len(self.jobs) - len(shared), self.rep.backend, model, unsupported, shared)
+            if self.journal.history.torn:
+                self.rep.warnings.append(self.journal.damage_note())
         threads = io_threads(self.cfg.io_threads)
         self.loader = Prefetcher(self.jobs, self._wants_load, self._load, _header_pixels, threads,
                                  max_items=self.batch + threads, max_pixels=BATCH_PIXELS)
@@ -376,9 +435,13 @@ class _Run:
         return self.rep
 
     def _wants_load(self, job: Job) -> bool:
-        """Would ``_step`` read this job as a photo? (Asked ahead of time by the prefetcher.)"""
-        return (not self.cfg.preview and not is_video(job.src) and job.src.suffix.lower() not in AUDIO_SUFFIXES
-                and not finished_before(job, self.cfg, self.journal, Report()))
+        """Would ``_step`` read this job as a photo? (Asked ahead of time by the prefetcher,
+        so a problem of this job must not surface in another's: ``_step`` reports it.)"""
+        try:
+            return (not self.cfg.preview and not is_video(job.src) and job.src.suffix.lower() not in AUDIO_SUFFIXES
+                    and name_fits(job.dst) and not finished_before(job, self.cfg, self.journal, Report()))
+        except OSError:
+            return False
 
     def _load(self, job: Job) -> LoadedImage:
         return load_image(job.src, max_pixels=self.cfg.max_pixels)
@@ -386,8 +449,13 @@ class _Run:
     def _step(self, index: int, job: Job) -> None:
         if self.cfg.preview and not is_video(job.src):
             return self._tick()  # preview mode only samples videos
+        if not name_fits(job.dst):
+            self._fail(job, InputError(f"output name too long for its file system ({len(os.fsencode(job.dst.name))} "
+                                       f"bytes, limit {name_max(job.dst.parent)}): {job.dst.name[:60]}..."))
+            return self._tick()
         if not self.cfg.preview and finished_before(job, self.cfg, self.journal, self.rep):
             self.resumed += 1
+            self._journal_existing(job)
             return self._tick()
         self._remove_stale_partials(job.dst)
         if is_video(job.src):
@@ -411,6 +479,15 @@ class _Run:
         if len(self.pending) >= self.batch or sum(i.luma.size for _, i in self.pending) > BATCH_PIXELS:
             self._flush()
 
+    def _journal_existing(self, job: Job) -> None:
+        """An output counted as done without a journal line for it (a damaged journal, an
+        earlier run without one) is journalled now, so ``status`` says what this run says."""
+        if self.journal is None or not self.rep.skipped_existing or self.rep.skipped_existing[-1] != str(job.src):
+            return
+        prev = self.journal.history.items.get(job.rel)
+        if prev is None or prev.get("status") != "done" or prev.get("settings") != self.journal.settings:
+            self._record(job, "done")
+
     def _tick(self, n: int = 1) -> None:
         self.finished += n
         if self.on_progress:
@@ -424,6 +501,14 @@ class _Run:
             self._fail(job, e)
         except (MemoryError, torch.OutOfMemoryError):
             self._fail(job, _out_of_memory(job))
+        except RuntimeError as e:
+            if "bad_alloc" not in str(e):  # a native allocation failure is memory, anything else a bug
+                raise
+            self._fail(job, _out_of_memory(job))
+        except ResourceError:
+            raise  # disk full, unwritable output: the run's, not the item's
+        except OSError as e:  # vanished, unreadable: this item only
+            self._fail(job, InputError(f"cannot read {job.src.name}: {e.strerror or e}"))
         return None
 
     def _fail(self, job: Job, e: ScganError) -> None:
@@ -440,8 +525,10 @@ class _Run:
                                 reason, None if t0 is None else time.perf_counter() - t0)
 
     def _remove_stale_partials(self, dst: Path) -> None:
-        """Temp files of this output left by a killed run (atomic writes use ``.NAME.*.partial*``)."""
-        for stale in dst.parent.glob(f".{glob.escape(dst.name)}.*{PARTIAL_SUFFIX}*"):
+        """Temp files of this output left by a killed run; a live process's are left alone."""
+        for stale in dst.parent.glob(f"{glob.escape(temp_prefix(dst))}*{PARTIAL_SUFFIX}*"):
+            if owner_alive(stale, dst):
+                continue
             try:
                 stale.unlink()
                 self.rep.warnings.append(f"removed {stale.name} left by an interrupted run")
@@ -460,7 +547,7 @@ class _Run:
         if is_segmented(info, cfg):
             key = self.journal.settings if self.journal else settings_key(cfg, str(self.colorizer.weights))
             shard = self.shard
-            owns = (lambda i, rel=job.rel: shard.owns(f"{rel}#seg{i:04d}")) if shard else None
+            owns = (lambda i, rel=job.rel: shard.owns_segment(rel, i)) if shard else None
             v = colorize_film(job.src, job.dst, self.colorizer, cfg, info, key, on_frame=progress, owns=owns,
                               on_note=self.on_note)
         else:
@@ -479,6 +566,7 @@ class _Run:
             rep.frames += v.frames_encoded
             rep.video_seconds += v.seconds
         rep.warnings += [f"{job.src.name}: {w}" for w in v.warnings]
+        rep.video_streams_dropped += v.video_streams_dropped
 
     def _flush(self) -> None:
         if not self.pending:
@@ -526,6 +614,8 @@ class _Run:
 
 def _header_pixels(job: Job) -> int:
     """Pixels of a photo from its header (0 when unreadable: loading it will say why)."""
+    if not is_regular(job.src):
+        return 0  # never open a FIFO or a device
     try:
         with Image.open(job.src) as im:
             return im.size[0] * im.size[1]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .images import check_readable
+from .images import check_readable, is_regular
 
 AUDIO_SUFFIXES = {".m4a", ".mp3", ".wav", ".aac", ".flac", ".ogg", ".opus", ".wma"}
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"}
@@ -58,6 +58,7 @@ class VideoInfo:
     frames_counted: bool = False  # ``frames`` is the container's count, not duration x rate
     interlaced: bool = False
     codec: str = ""  # the source's video codec (h264, hevc, vp9, av1, ...)
+    video_streams: int = 1  # the first is colorized; other video streams (angles, cover art) are not kept
 
     @property
     def is_colour(self) -> bool:
@@ -167,6 +168,8 @@ def video_seconds(path: Path) -> float:
     """The container's duration in seconds, from the header only (0 when unknown)."""
     import av
 
+    if not is_regular(path):
+        return 0.0
     try:
         with av.open(str(path)) as c:
             v = c.streams.video[0] if c.streams.video else None
@@ -182,6 +185,8 @@ def source_codec(path: Path) -> str:
     empty when the file cannot be opened (the job reports that properly later)."""
     import av
 
+    if not is_regular(path):
+        return ""
     try:
         with av.open(str(path)) as c:
             return c.streams.video[0].codec_context.name if c.streams.video else ""
@@ -240,4 +245,4 @@ def probe_video(src: str | os.PathLike[str], max_pixels: int = 178_956_970) -> V
         return VideoInfo(w, h, frames, duration, rate, tb, bits, full, matrix, tags, rotation,
                          float(np.mean(energies)), len(inp.streams.audio), len(inp.streams.subtitles),
                          frames_counted=bool(vin.frames), interlaced=bool(getattr(first, "interlaced_frame", False)),
-                         codec=vin.codec_context.name)
+                         codec=vin.codec_context.name, video_streams=len(inp.streams.video))

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ import torch
 
 import numpy as np
 
-from .atomic import atomic_path
+from .atomic import atomic_path, hidden_name, take_lock
 from .colorizer import Colorizer
 from .encoding import add_side_streams, choose_encoder, fill_plane, output_bits, setup_output, verify_output
 from .errors import note_resumable, signalled
@@ -52,7 +50,7 @@ def long_enough(src: Path, cfg: InferConfig) -> bool:
 
 
 def work_dir(dst: Path) -> Path:
-    return dst.parent / f".{dst.name}.segments"
+    return dst.parent / hidden_name(dst, ".segments")
 
 
 def plan_segments(src: Path, info: VideoInfo, cfg: InferConfig) -> list[tuple[int, int | None]]:
@@ -123,7 +121,7 @@ def colorize_film(src: Path, dst: Path, colorizer: Colorizer | None, cfg: InferC
     work.mkdir(parents=True, exist_ok=True)
     plan = cached_plan(work, src, info, cfg, key)
     step = max(1, round(1 / (info.rate * info.time_base)))
-    rep = VideoReport(output=str(dst), segments=len(plan))
+    rep = VideoReport(output=str(dst), segments=len(plan), video_streams_dropped=max(0, info.video_streams - 1))
     kept = [_finished(*_segment_files(work, i, dst.suffix), key) for i in range(len(plan))]
     if on_note is not None and any(k is not None for k in kept):
         on_note(f"resuming: {sum(k is not None for k in kept)} of {len(plan)} segments done ({dst.name})")
@@ -182,32 +180,7 @@ def _segment_files(work: Path, i: int, suffix: str) -> tuple[Path, Path]:
 def _take_join_lock(work: Path) -> bool:
     """Exactly one worker joins a film: the one that creates the lock file. A lock left by
     a process of this host that no longer runs (a killed joiner) is taken over."""
-    lock = work / "join.lock"
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if not _stale(lock):
-                return False
-            lock.unlink(missing_ok=True)
-            continue
-        os.write(fd, f"{socket.gethostname()} {os.getpid()}".encode())
-        os.close(fd)
-        return True
-    return False
-
-
-def _stale(lock: Path) -> bool:
-    try:
-        host, pid = lock.read_text().split()
-        if host != socket.gethostname():
-            return False  # another machine's: it may still be joining
-        os.kill(int(pid), 0)
-        return False
-    except ProcessLookupError:
-        return True
-    except (OSError, ValueError):
-        return False
+    return take_lock(work / "join.lock") is None
 
 
 def cached_plan(work: Path, src: Path, info: VideoInfo, cfg: InferConfig, key: str) -> list[tuple[int, int | None]]:

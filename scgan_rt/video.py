@@ -70,6 +70,7 @@ class VideoReport:
     frames_encoded: int = 0  # by this run (a resumed film counts only what it redid)
     segments: int = 0  # a film done in segments
     pending: bool = False  # segments of it are still other workers' (no output yet)
+    video_streams_dropped: int = 0  # video streams after the first (not kept)
     output: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -350,9 +351,14 @@ class _VideoJob:
             self.rep.padded = True
             self.rep.warnings.append(f"{self.geo.w}x{self.geo.h} padded to {self.geo.w2}x{self.geo.h2} for 4:2:0 "
                                      f"(edge replicated)")
+        if info.video_streams > 1:
+            self.rep.video_streams_dropped = info.video_streams - 1
+            self.rep.warnings.append(f"{info.video_streams - 1} more video stream(s) not kept: only the first video "
+                                     f"stream is colorized (audio and subtitles are kept)")
         self.stage = ChromaStage(colorizer, self.geo, cfg.temporal_strength)
         self.pipe = _Pipe()
-        self.batch = colorizer.batch_for(self.geo.w2 * self.geo.h2) if colorizer is not None else CPU_BATCH
+        pixels = self.geo.w2 * self.geo.h2
+        self.batch = colorizer.batch_for(pixels, self.rep.warnings) if colorizer is not None else CPU_BATCH
         self.frames_q: queue.Queue = queue.Queue(maxsize=cfg.queue_frames)
         # Room for a whole batch, so the next one is issued while this one is encoded.
         self.coloured_q: queue.Queue = queue.Queue(maxsize=max(cfg.queue_frames, self.batch))

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pickle
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,22 @@ def resolve_weights(model: str | os.PathLike[str] | None) -> Path:
             return path
     if name in PRESETS:
         raise ModelError(f"no {name} weights are bundled; pass a weights file (train one with `scgan-rt train`)")
-    return Path(name)  # type: ignore[arg-type]
+    return check_model_file(Path(name))  # type: ignore[arg-type]
+
+
+def check_model_file(p: Path) -> Path:
+    """``p`` if it is a regular file we may read; a folder, FIFO or device is a one-line
+    ``ModelError`` (and never opened), a missing file a ``UsageError``."""
+    if not p.exists():
+        raise UsageError(f"model not found: {p}")
+    mode = p.stat().st_mode
+    if stat.S_ISDIR(mode):
+        raise ModelError(f"--model {p} is a folder; give a weights (.safetensors), ONNX or engine file")
+    if not stat.S_ISREG(mode):
+        raise ModelError(f"--model {p} is not a regular file; give a weights (.safetensors), ONNX or engine file")
+    if not os.access(p, os.R_OK):
+        raise ModelError(f"cannot read model file {p}: permission denied")
+    return p
 
 
 def _bundled_preset(path: Path) -> str:
@@ -158,9 +174,20 @@ def read_weights(path: str | os.PathLike[str]) -> LoadedWeights:
         cfg = ModelConfig.from_dict(cfg_raw) if isinstance(cfg_raw, dict) else ModelConfig.from_json(str(cfg_raw))
         meta = {"format": "torch", "preset": cfg.preset, "config": cfg.to_json()}
     else:
-        raise ModelError(f"{p.name} is not a weights file (expected .safetensors)")
+        raise ModelError(f"{p.name} is not a weights file: neither safetensors nor a torch checkpoint "
+                         f"({_looks_like(p)})")
     meta.setdefault("provenance", "{}")
     return LoadedWeights(cfg, sd, meta, p, sha256_file(p))
+
+
+def _looks_like(p: Path) -> str:
+    """What the head of a file that is not weights looks like, for the error message."""
+    with open(p, "rb") as f:
+        head = f.read(256)
+    text = head.decode("utf-8", "ignore")
+    if b"\x00" not in head and len(text) >= len(head) * 0.9 and all(c.isprintable() or c.isspace() for c in text):
+        return "it holds text"
+    return "its first bytes are no known format"
 
 
 def _first_line(e: BaseException) -> str:

@@ -87,12 +87,14 @@ def test_torn_journal_line_is_ignored_and_reported(runner, tmp_path, tiny_weight
     _run(runner, src, "-o", out, "--model", tiny_weights)
     with open(out / "journal.jsonl", "a") as f:
         f.write('{"kind": "item", "input": "roll0/scan00.jpg", "sta')
+    r = runner.invoke(app, ["status", str(out), "--json"])
+    assert len(json.loads(r.stdout)["torn_lines"]) == 1
     r, rep = _run(runner, src, "-o", out, "--model", tiny_weights)
     assert r.exit_code == 0 and rep["skipped_existing"] == 3
-    assert any("torn line(s) ignored" in w for w in rep["warnings"])
+    assert any("1 damaged line(s) ignored" in w and "rewritten without them" in w for w in rep["warnings"])
     r = runner.invoke(app, ["status", str(out), "--json"])
     s = json.loads(r.stdout)
-    assert s["done"] == 3 and s["pending"] == 0 and len(s["torn_lines"]) == 1
+    assert s["done"] == 3 and s["pending"] == 0 and s["torn_lines"] == []  # repaired by the rerun
 
 
 def test_kill_9_mid_run_then_rerun_loses_and_duplicates_nothing(tmp_path, tiny_weights):

@@ -105,8 +105,8 @@ def test_interrupted_film_resumes_with_its_finished_segments(tmp_path, tiny_weig
 def test_two_shards_share_one_film_and_the_last_joins_it(runner, tmp_path, tiny_weights, film):
     from scgan_rt.journal import Shard
 
-    owners = {k: [i for i in range(6) if Shard(k, 2).owns(f"film.mp4#seg{i:04d}")] for k in (1, 2)}
-    assert owners[1] and owners[2]  # the hash spreads the 6 segments over both shards
+    owners = {k: [i for i in range(6) if Shard(k, 2).owns_segment("film.mp4", i)] for k in (1, 2)}
+    assert len(owners[1]) == len(owners[2]) == 3  # the 6 segments are dealt evenly over both shards
     out = tmp_path / "out"
     first = _colorize(runner, film, out, tiny_weights, "--segment-seconds", "1", "--shard", "1/2")
     assert first["films_pending"] == [str(film)] and not (out / "film.mp4").exists()

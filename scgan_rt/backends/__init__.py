@@ -194,6 +194,10 @@ def open_backend(name: str, weights: str | os.PathLike[str], device: str = "auto
         from ..weights import read_weights
 
         read_weights(weights)  # broken weights fail every backend: report them once, up front
+    else:
+        from ..export.onnx import colorizer_onnx_info
+
+        colorizer_onnx_info(weights)  # so do broken ONNX files and ONNX models of something else
     last: Exception | None = None
     for c in backend_report(weights):
         spec = specs()[c.backend]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError, ResourceError, UsageError
-from ..export.onnx import cached_onnx, load_onnx, onnx_info
+from ..export.onnx import cached_onnx, colorizer_onnx_info, load_onnx
 from . import BackendOptions, BackendSpec, device_index, infer_via_numpy, register
 
 
@@ -60,7 +60,7 @@ class OnnxRuntimeBackend:
         self.path = Path(weights)
         self._sessions: dict[int, Any] = {}
         if self.path.suffix.lower() == ".onnx":
-            meta = onnx_info(self.path)
+            meta = colorizer_onnx_info(self.path)
             self.onnx_fixed: Path | None = self.path
             self.with_saliency = with_saliency and "saliency" in meta.get("outputs", "")
             if with_saliency and not self.with_saliency:
