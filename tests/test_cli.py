@@ -194,8 +194,9 @@ def test_model_init_info_and_evaluate(runner, tmp_path, photos_dir, tiny_weights
     res = json.loads(r.stdout)
     assert res["images"] == len(list(photos_dir.glob("*.jpg")))
     for key in ("model", "grayscale_baseline"):
-        assert set(res[key]) == {"psnr", "ssim", "ssim_dr2", "cci_mean", "cci_ratio"}
-    assert res["grayscale_baseline"]["cci_mean"] == 0.0
+        assert set(res[key]) == {"psnr", "ssim", "ssim_dr2", "cci_mean", "cci_ratio", "ciede2000", "hue_hit_rate"}
+    gray = res["grayscale_baseline"]
+    assert gray["cci_mean"] == 0.0 and gray["hue_hit_rate"] == 0.0 and gray["ciede2000"] > 1
     r = runner.invoke(app, ["info", "--json"])
     assert r.exit_code == 0 and "backends" in json.loads(r.stdout)
 

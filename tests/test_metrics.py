@@ -56,3 +56,29 @@ def test_evaluate_identity_model_beats_baseline(photos_dir):
     assert res["model"]["ssim"] == pytest.approx(1.0)
     assert res["model"]["cci_mean"] == pytest.approx(res["ground_truth_cci_mean"], abs=1e-3)
     assert res["grayscale_baseline"]["ssim"] < 1.0
+
+
+def test_ciede2000_matches_sharma_reference_pairs():
+    """Sharma, Wu & Dalal (2005) test data: pairs 1, 2, 7, 14 and 34 of their table."""
+    from scgan_rt.metrics import ciede2000
+
+    pairs = [((50.0, 2.6772, -79.7751), (50.0, 0.0, -82.7485), 2.0425),
+             ((50.0, 3.1571, -77.2803), (50.0, 0.0, -82.7485), 2.8615),
+             ((50.0, 0.0, 0.0), (50.0, -1.0, 2.0), 2.3669),
+             ((50.0, 2.5, 0.0), (50.0, 0.0, -2.5), 4.3065),
+             ((22.7233, 20.0904, -46.6940), (23.0331, 14.9730, -42.5619), 2.0373)]
+    for a, b, want in pairs:
+        assert float(ciede2000(np.array(a), np.array(b))) == pytest.approx(want, abs=1e-4)
+
+
+def test_hue_hit_rate_counts_clearly_coloured_pixels_only():
+    from scgan_rt.metrics import hue_hits, lab_of
+
+    truth = np.zeros((2, 2, 3))
+    truth[0] = [0.8, 0.1, 0.1]  # red: counted
+    truth[1] = [0.5, 0.5, 0.5]  # gray: not counted
+    pred = truth.copy()
+    pred[0, 1] = [0.1, 0.1, 0.8]  # blue where red: a miss
+    assert hue_hits(lab_of(pred), lab_of(truth)) == (1, 2)
+    gray = np.repeat(truth.mean(-1, keepdims=True), 3, -1)
+    assert hue_hits(lab_of(gray), lab_of(truth)) == (0, 2)
