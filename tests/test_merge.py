@@ -51,7 +51,7 @@ def test_merge_equals_the_previous_implementation(golden, case, kind):
 @pytest.mark.parametrize("rows", [1, 7, 100])
 @pytest.mark.parametrize("kind", KINDS)
 def test_strip_height_does_not_change_the_merge(golden, monkeypatch, rows, kind):
-    monkeypatch.setattr(colorizer_module, "STRIP_ROWS", rows)
+    monkeypatch.setattr(colorizer_module, "STRIP_PIXELS", rows * golden["strips_l8"].shape[1])
     diff = _code_diff(_merge(golden, "strips", kind), golden[f"strips_{kind}"], kind)
     assert diff.max() <= 1
 
