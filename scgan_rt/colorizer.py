@@ -141,20 +141,27 @@ class Colorizer:
         so a large photo never holds a float copy of itself."""
         if not images:
             return []
-        lumas = [torch.from_numpy(im.luma).to(self.device) for im in images]  # uploaded once (no copy on CPU)
+        cbcr, sal = self.chroma_batch(images)
+        return [self.merge(im, cbcr[i:i + 1], None if sal is None else sal[i:i + 1], quantise)
+                for i, im in enumerate(images)]
+
+    def chroma_batch(self, images: Sequence[LoadedImage]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The network side of ``colorize_batch``: network-size chroma ``N x 2 x S x S`` (and
+        saliency) on ``self.device``, checked for NaN/Inf."""
+        lumas = [torch.from_numpy(im.luma).to(self.device) for im in images]
         small = torch.cat([to_network(y[None, None], self.size) for y in lumas])
         rgb_pred, sal = self.predict(small)
-        cbcr = self.chroma(rgb_pred)
-        results = []
-        for i, im in enumerate(images):
-            dtype = (np.uint16 if im.bits == 16 else np.uint8) if quantise else np.float32
-            rgb = merge_strips(lumas[i], cbcr[i:i + 1], dtype)
-            s = None
-            if sal is not None:
-                s = F.interpolate(sal[i:i + 1], size=im.luma.shape, mode="bilinear",
-                                  align_corners=False)[0, 0].cpu().numpy()
-            results.append((rgb, s))
-        return results
+        return self.chroma(rgb_pred), sal
+
+    def merge(self, im: LoadedImage, cbcr: torch.Tensor, sal: torch.Tensor | None = None, quantise: bool = False
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The full-resolution side of ``colorize_batch`` for one image and its ``1 x 2 x S x S``
+        chroma from ``chroma_batch``; safe to run in another thread than the network."""
+        dtype = (np.uint16 if im.bits == 16 else np.uint8) if quantise else np.float32
+        rgb = merge_strips(torch.from_numpy(im.luma).to(cbcr.device), cbcr, dtype)
+        if sal is None:
+            return rgb, None
+        return rgb, F.interpolate(sal, size=im.luma.shape, mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
 
     def colorize(self, image: Image.Image | np.ndarray) -> Image.Image | np.ndarray:
         """One picture in, its colorized version out, in the same kind: a PIL image gives an
