@@ -18,8 +18,7 @@ import numpy as np
 import torch
 
 from .backends import open_backend
-from .color import to_network
-from .colorizer import Colorizer, merge_strips
+from .colorizer import Colorizer
 from .config import check_size
 from .encoding import choose_encoder, output_bits, video_output_suffix
 from .errors import InputError, ResourceError, UsageError
@@ -173,8 +172,8 @@ def benchmark_photos(folder: str | os.PathLike[str], weights: str | os.PathLike[
     The stages run one after another, a batch at a time: ``decode`` (``load_image``),
     ``network`` (resize to the network's input, inference, chroma), ``merge`` (the
     full-resolution merge and quantisation) and ``encode`` (``save_image``). ``floor_s`` is
-    decode + network + encode: what a run costs when the merge is free and nothing else
-    waits. ``e2e_vs_floor`` is the end-to-end run time over that floor."""
+    decode + network + encode: what a run costs when the merge is free and nothing
+    overlaps. ``e2e_vs_floor`` is the end-to-end run time over that floor."""
     import tempfile
 
     from .images import is_supported
@@ -192,10 +191,9 @@ def benchmark_photos(folder: str | os.PathLike[str], weights: str | os.PathLike[
         for i in range(0, len(files), batch):
             ims = [_timed(stages, "decode", load_image, f, cfg.max_pixels) for f in files[i:i + batch]]
             pixels += sum(im.luma.size for im in ims)
-            cbcr = _timed(stages, "network", _network_chroma, colorizer, ims)
+            cbcr, _ = _timed(stages, "network", colorizer.chroma_batch, ims)
             for k, (f, im) in enumerate(zip(files[i:i + batch], ims)):
-                dtype = np.uint16 if im.bits == 16 else np.uint8
-                rgb = _timed(stages, "merge", merge_strips, torch.from_numpy(im.luma), cbcr[k:k + 1], dtype)
+                rgb, _ = _timed(stages, "merge", colorizer.merge, im, cbcr[k:k + 1], None, True)
                 dst = Path(td) / f"{k}{output_suffix(f)}"
                 _timed(stages, "encode", save_image, dst, rgb, im.alpha, im.bits, icc=im.icc, exif=im.exif)
         jobs = plan_jobs([str(f) for f in files], Path(td) / "e2e")
@@ -210,12 +208,6 @@ def _timed(stages: dict[str, float], name: str, fn: Any, *args: Any, **kwargs: A
     out = fn(*args, **kwargs)
     stages[name] += time.perf_counter() - t0
     return out
-
-
-def _network_chroma(colorizer: Colorizer, ims: list[Any]) -> torch.Tensor:
-    small = torch.cat([to_network(torch.from_numpy(im.luma)[None, None], colorizer.size) for im in ims])
-    rgb, _ = colorizer.predict(small)
-    return colorizer.chroma(rgb).cpu()
 
 
 def _photo_result(files: list[Path], pixels: int, stages: dict[str, float], e2e: float, colorizer: Colorizer,
