@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .backends import open_backend
 from .colorizer import Colorizer
 from .config import check_size
 from .encoding import choose_encoder, output_bits, video_output_suffix
-from .errors import ResourceError, UsageError
+from .errors import InputError, ResourceError, UsageError
+from .images import load_image, output_suffix, save_image
 from .export.onnx import sample_gray_images
 from .settings import BENCH_BATCH, BENCH_ITERS, BENCH_SECONDS, InferConfig
 from .video import ChromaStage, Geometry, colorize_video, prepare_frame, probe_video
@@ -160,4 +162,64 @@ def benchmark_video(src: str | os.PathLike[str], weights: str | os.PathLike[str]
     res["bound_fps"] = 1 / (1 / m + 1 / c) if shared else min(m, c)
     res["e2e_vs_bound"] = res["e2e_fps"] / res["bound_fps"]
     res["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}
+
+
+def benchmark_photos(folder: str | os.PathLike[str], weights: str | os.PathLike[str], cfg: InferConfig,
+                     limit: int = 0) -> dict[str, Any]:
+    """Photo speed on a folder: each stage alone, then ``colorize`` end to end, same settings.
+
+    The stages run one after another, a batch at a time: ``decode`` (``load_image``),
+    ``network`` (resize to the network's input, inference, chroma), ``merge`` (the
+    full-resolution merge and quantisation) and ``encode`` (``save_image``). ``floor_s`` is
+    decode + network + encode: what a run costs when the merge is free and nothing
+    overlaps. ``e2e_vs_floor`` is the end-to-end run time over that floor."""
+    import tempfile
+
+    from .images import is_supported
+    from .pipeline import colorize_files, plan_jobs
+
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_supported(p))[:limit or None]
+    if not files:
+        raise UsageError(f"no supported images under {folder}")
+    colorizer = Colorizer.open(cfg, weights)
+    batch = colorizer.batch_for(cfg.size ** 2)
+    colorizer.predict(torch.zeros(batch, 1, cfg.size, cfg.size))  # warm-up (sessions, autotune)
+    stages = {"decode": 0.0, "network": 0.0, "merge": 0.0, "encode": 0.0}
+    pixels = 0
+    with tempfile.TemporaryDirectory(prefix="scgan-pbench-") as td:
+        for i in range(0, len(files), batch):
+            ims = [_timed(stages, "decode", load_image, f, cfg.max_pixels) for f in files[i:i + batch]]
+            pixels += sum(im.luma.size for im in ims)
+            cbcr, _ = _timed(stages, "network", colorizer.chroma_batch, ims)
+            for k, (f, im) in enumerate(zip(files[i:i + batch], ims)):
+                rgb, _ = _timed(stages, "merge", colorizer.merge, im, cbcr[k:k + 1], None, True)
+                dst = Path(td) / f"{k}{output_suffix(f)}"
+                _timed(stages, "encode", save_image, dst, rgb, im.alpha, im.bits, icc=im.icc, exif=im.exif)
+        jobs = plan_jobs([str(f) for f in files], Path(td) / "e2e")
+        rep = colorize_files(jobs, colorizer, cfg.replace(overwrite=True))
+    if rep.failed:
+        raise InputError(f"{len(rep.failed)} photo(s) failed: {rep.failed[0][1]}")
+    return _photo_result(files, pixels, stages, rep.seconds, colorizer, batch)
+
+
+def _timed(stages: dict[str, float], name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    stages[name] += time.perf_counter() - t0
+    return out
+
+
+def _photo_result(files: list[Path], pixels: int, stages: dict[str, float], e2e: float, colorizer: Colorizer,
+                  batch: int) -> dict[str, Any]:
+    mp = pixels / 1e6
+    floor = stages["decode"] + stages["network"] + stages["encode"]
+    res: dict[str, Any] = {
+        "folder": str(files[0].parent), "photos": len(files), "megapixels": mp,
+        "backend": colorizer.backend.name, "device": str(colorizer.device), "batch": batch,
+        **{f"{k}_s": v for k, v in stages.items()},
+        **{f"{k}_mp_s": mp / v if v > 0 else 0.0 for k, v in stages.items()},
+        "floor_s": floor, "e2e_s": e2e, "photos_per_s": len(files) / e2e, "mp_per_s": mp / e2e,
+        "e2e_vs_floor": e2e / floor if floor > 0 else 0.0, "peak_rss_mb": peak_rss_mb(),
+    }
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in res.items()}

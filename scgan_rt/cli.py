@@ -807,6 +807,41 @@ def benchmark_video_cmd(
               f"peak RSS {r['peak_rss_mb']:.0f} MB", highlight=False)
 
 
+@app.command("benchmark-photos")
+@guarded
+def benchmark_photos_cmd(
+    folder: Path = typer.Argument(..., help="Folder of photos to time (not modified; outputs go to a temp folder)."),
+    backend: str = typer.Option(I.backend, "--backend", metavar=BACKEND_CHOICES),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    device: str = typer.Option(I.device, "--device", metavar=DEVICE_CHOICES),
+    batch_size: str = typer.Option(I.batch_size, "--batch-size", help="auto or a number."),
+    io_threads: int = typer.Option(I.io_threads, "--io-threads", help="Photo decode/encode threads, 0 = up to 4."),
+    limit: int = typer.Option(0, "--limit", help="Only the first N photos (0 = all)."),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Photo speed: decode, network, merge and encode alone, end to end, and end to end over their floor."""
+    from .benchmark import benchmark_photos
+    from .errors import UsageError
+
+    if not folder.is_dir():
+        raise UsageError(f"not a folder: {folder}")
+    if limit < 0:
+        raise UsageError(f"--limit must be >= 0, got {limit}")
+    cfg = InferConfig(batch_size=parse_batch_size(batch_size), backend=backend, device=device,
+                      io_threads=io_threads).validate()
+    r = benchmark_photos(folder, _weights(model), cfg, limit)
+    if json_out:
+        print_json(r)
+        return
+    out.print(f"{r['photos']} photos, {r['megapixels']:.1f} MP, backend {r['backend']} ({r['device']}), "
+              f"batch {r['batch']}", highlight=False)
+    out.print(" | ".join(f"{k} {r[k + '_s']:.2f} s ({r[k + '_mp_s']:.0f} MP/s)"
+                         for k in ("decode", "network", "merge", "encode")), highlight=False)
+    out.print(f"end to end {r['e2e_s']:.2f} s = {r['photos_per_s']:.2f} photos/s, {r['mp_per_s']:.1f} MP/s | "
+              f"floor (decode+network+encode) {r['floor_s']:.2f} s | {r['e2e_vs_floor']:.2f} x floor | "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB", highlight=False)
+
+
 @app.command("evaluate-video")
 @guarded
 def evaluate_video_cmd(

@@ -95,11 +95,63 @@ def gamut_scale(y: torch.Tensor, cbcr: torch.Tensor, matrix: str = "bt601") -> t
 
 
 def _gamut_t(y: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """Largest t in [0, 1] with y + t*delta inside [0, 1] for every channel."""
+    """Largest t in [0, 1] with y + t*delta inside [0, 1] for every channel (dim 1).
+
+    Only the largest and the smallest offset can bind: (1 - y) / d is smallest for the
+    largest d, y / -d for the most negative one (division rounds monotonically, so this
+    is the per-channel minimum exactly)."""
     eps = 1e-12
-    up = torch.where(delta > eps, (1 - y) / delta.clamp(min=eps), torch.full_like(delta, float("inf")))
-    down = torch.where(delta < -eps, y / (-delta).clamp(min=eps), torch.full_like(delta, float("inf")))
-    return torch.minimum(up, down).amin(1, keepdim=True).clamp(0, 1)
+    lo, hi = _channel_range(delta)
+    inf = torch.tensor(float("inf"), dtype=delta.dtype, device=delta.device)
+    up = torch.where(hi > eps, (1 - y) / hi.clamp(min=eps), inf)
+    down = torch.where(lo < -eps, y / lo.neg_().clamp_(min=eps), inf)
+    return torch.minimum(up, down).clamp_(0, 1)
+
+
+def _channel_range(x: torch.Tensor, dim: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Min and max over the 3 channels of ``dim``, kept: pairwise, several times faster on
+    the CPU than a reduction over a short dimension that is not the last."""
+    a, b, c = x.unbind(dim)
+    return (torch.minimum(torch.minimum(a, b), c).unsqueeze(dim),
+            torch.maximum(torch.maximum(a, b), c).unsqueeze(dim))
+
+
+def chroma_offsets(cbcr: torch.Tensor, top: float = 1.0, offset: float = 0.0) -> torch.Tensor:
+    """What BT.601 chroma ``N x 2 x H x W`` adds to each of R, G, B (their luminance is 0 by
+    construction), times ``top`` plus ``offset``: the merge works in output code units."""
+    m = (YCBCR_TO_RGB[:, 1:] * top).tolist()
+    cb, cr = cbcr[:, 0], cbcr[:, 1]
+    out = cbcr.new_empty((cbcr.shape[0], 3, *cbcr.shape[2:]))
+    for c, (kb, kr) in enumerate(m):  # per channel: fewer passes than a batched matrix product
+        torch.mul(cb, kb, out=out[:, c]).add_(cr, alpha=kr).add_(offset)
+    return out
+
+
+def in_gamut_luma(offs: torch.Tensor, top: float = 1.0, offset: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per pixel of ``offs`` (``3 x ...`` from ``chroma_offsets``), the luma range in [0, 1]
+    for which no channel leaves the cube, narrowed by a margin for rounding: a luma inside
+    it is in gamut. Any blend of offsets is bounded by its parts, so the range of two rows
+    bounds every row interpolated between them."""
+    lo, hi = _channel_range(offs, 0)
+    margin = 1e-4
+    return (lo[0].sub_(offset).div_(-top).add_(margin).clamp_(min=0),
+            hi[0].sub_(top + offset).div_(-top).sub_(margin).clamp_(max=1))
+
+
+def fit_gamut_(v: torch.Tensor, y: torch.Tensor, suspects: torch.Tensor, top: float = 1.0,
+               offset: float = 0.0) -> torch.Tensor:
+    """The gamut step on the pixels ``suspects`` (flat indices) of ``v`` (``3 x R x W``, R, G,
+    B code values: ``top`` * luma ``y`` + ``chroma_offsets``), in place: where a channel
+    leaves the cube, the chroma is scaled towards gray by ``_gamut_t``, which keeps the
+    luminance. The other pixels must already be inside the cube."""
+    if suspects.numel() == 0:
+        return v
+    flat = v.view(3, -1)
+    yb = y.reshape(-1)[suspects].clamp(0, 1)
+    d = (flat[:, suspects] - offset) / top - yb
+    t = _gamut_t(yb[None, None], d[None])[0]
+    flat.index_copy_(1, suspects, (yb + t * d).clamp_(0, 1).mul_(top).add_(offset))
+    return v
 
 
 def merge_luminance(y_full: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
@@ -114,11 +166,13 @@ def merge_luminance(y_full: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
     H, W = y_full.shape[-2:]
     if cbcr.shape[-2:] != (H, W):
         cbcr = F.interpolate(cbcr, size=(H, W), mode="bilinear", align_corners=False)
-    m = YCBCR_TO_RGB.to(y_full.dtype).to(y_full.device)
-    # RGB offset contributed by chroma alone; its luminance is 0 by construction.
-    delta = torch.einsum("ij,njhw->nihw", m[:, 1:], cbcr)
-    y = y_full.clamp(0, 1)
-    return (y + _gamut_t(y, delta) * delta).clamp(0, 1)
+    v = chroma_offsets(cbcr.to(y_full.dtype))
+    for n in range(len(v)):
+        lo, hi = in_gamut_luma(v[n])
+        y = y_full[n, 0]
+        v[n].add_(y)
+        fit_gamut_(v[n], y, torch.nonzero(((y < lo) | (y > hi)).view(-1)).squeeze(1))
+    return v
 
 
 def colorfulness(rgb255: torch.Tensor, eps: float = 0.0) -> torch.Tensor:

@@ -573,7 +573,7 @@ class _Run:
             return
         batch, self.pending = self.pending, []
         try:
-            outs = self.colorizer.colorize_batch([im for _, im in batch], quantise=True)
+            cbcr, sal = self.colorizer.chroma_batch([im for _, im in batch])
         except (MemoryError, torch.OutOfMemoryError):
             if len(batch) == 1:
                 self._fail(batch[0][0], _out_of_memory(batch[0][0]))
@@ -582,12 +582,16 @@ class _Run:
                 self.pending = [item]
                 self._flush()
             return
-        for (job, im), (rgb, sal) in zip(batch, outs):
-            self.writer.submit(job, lambda j=job, i=im, r=rgb, s=sal: self._write(j, i, r, s))
+        # The merge runs in the writer threads with the encode: the next batch's network,
+        # the decodes ahead and the merges and encodes behind overlap.
+        for k, (job, im) in enumerate(batch):
+            c, s = cbcr[k:k + 1], (None if sal is None else sal[k:k + 1])
+            self.writer.submit(job, lambda j=job, i=im, c=c, s=s: self._write(j, i, *self.colorizer.merge(i, c, s, True)))
         self._collect()
 
     def _write(self, job: Job, im: LoadedImage, rgb: np.ndarray, sal: np.ndarray | None) -> list[str]:
-        """Write one output (in a writer thread); returns the notes about what it could not keep."""
+        """Write one output (in a writer thread, after its merge); returns the notes about
+        what it could not keep."""
         notes: list[str] = []
         save_image(job.dst, rgb, im.alpha, bits=im.bits, icc=im.icc, exif=im.exif, notes=notes)
         if self.cfg.compare:
@@ -602,6 +606,10 @@ class _Run:
         for job, notes, error in self.writer.finished(wait):
             if isinstance(error, ResourceError):
                 raise error  # disk full / unwritable output: stop the run
+            if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+                self._fail(job, _out_of_memory(job))  # its merge did not fit: the item's failure
+                self._tick()
+                continue
             if isinstance(error, (ScganError, OSError)):
                 self._fail(job, InputError(str(error)))
             elif error is not None:

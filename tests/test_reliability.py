@@ -73,21 +73,24 @@ def test_output_folder_equal_to_the_input_is_named(runner, tmp_path, tiny_weight
     assert r.exit_code == EXIT_USAGE and "output folder is the input folder" in r.output
 
 
-def test_an_item_out_of_memory_fails_alone(runner, tmp_path, tiny_weights, monkeypatch):
+@pytest.mark.parametrize("side", ["chroma_batch", "merge"])
+def test_an_item_out_of_memory_fails_alone(runner, tmp_path, tiny_weights, monkeypatch, side):
+    """Out of memory in the network's batch (retried photo by photo) or in one photo's
+    full-resolution merge (in a writer thread): only that photo fails."""
     from scgan_rt.colorizer import Colorizer
 
     src = tmp_path / "in"
     src.mkdir()
     for name in ("a", "b", "huge", "d"):
         shutil.copy(COFFEE, src / f"{name}.jpg")
-    real = Colorizer.colorize_batch
+    real = getattr(Colorizer, side)
 
-    def tight(self, images, quantise=False):
-        if any(im.path.name == "huge.jpg" for im in images):
+    def tight(self, first, *args, **kwargs):
+        if any(im.path.name == "huge.jpg" for im in (first if side == "chroma_batch" else [first])):
             raise MemoryError
-        return real(self, images, quantise)
+        return real(self, first, *args, **kwargs)
 
-    monkeypatch.setattr(Colorizer, "colorize_batch", tight)
+    monkeypatch.setattr(Colorizer, side, tight)
     r, rep = _run(runner, src, "-o", tmp_path / "out", "--model", tiny_weights, "--batch-size", "4")
     assert r.exit_code == EXIT_PARTIAL, r.output
     assert rep["done"] == 3 and [f["path"] for f in rep["failed"]] == [str(src / "huge.jpg")]
