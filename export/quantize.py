@@ -15,7 +15,10 @@ weights are signed INT8, symmetric; weights per output channel.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
+import logging
 import os
 import tempfile
 import warnings
@@ -158,6 +161,15 @@ def _method(name: str) -> Any:
             "percentile": CalibrationMethod.Percentile}[name]
 
 
+@contextlib.contextmanager
+def _quiet_logging() -> Iterator[None]:
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
 def quantize_qdq(fp32: str | os.PathLike[str], out: str | os.PathLike[str], calib_gray: np.ndarray,
                  exclude: Sequence[str] | None = None, method: str = CALIBRATION_METHOD) -> list[str]:
     """Static QDQ quantization of ``fp32`` into ``out`` (not the final file: no metadata);
@@ -168,7 +180,9 @@ def quantize_qdq(fp32: str | os.PathLike[str], out: str | os.PathLike[str], cali
     keep = float_nodes(model) if exclude is None else list(exclude)
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True,  # TensorRT: zero point 0
              "CalibPercentile": PERCENTILE, "CalibStridedMinMax": _stride(len(calib_gray))}
-    with warnings.catch_warnings():
+    # ONNX Runtime's tooling prints progress to stdout and advice to the root logger: keep
+    # both out of the command's output (``--json`` included).
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_logging():
         warnings.simplefilter("ignore")
         try:
             quantize_static(str(fp32), str(out), _Reader(calib_gray), quant_format=QuantFormat.QDQ,
