@@ -71,8 +71,10 @@ def test_qdq_export_runs_in_onnxruntime_within_the_bounds(int8, tiny_weights, ca
     g = q.gate(fp32, int8.path, held, truth)
     assert g.passed, g.summary()
     a, b = q.run_onnx(fp32, held), q.run_onnx(int8.path, held)
-    assert b.shape == a.shape and np.isfinite(b).all() and a.std() > 0.01
-    assert 0 < np.abs(a - b).mean() < 0.05  # quantized (not identical), and close
+    # a random-init tiny model's output varies little (std ~0.002): the error is judged
+    # against that variation, not against the [-1, 1] range
+    assert b.shape == a.shape and np.isfinite(b).all() and a.std() > 1e-3
+    assert 0 < np.abs(a - b).mean() < 0.1 * a.std()  # quantized (not identical), and close
 
 
 def test_gate_refuses_one_flat_gray_calibration_photo(runner, tiny_weights, tmp_path):
