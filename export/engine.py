@@ -82,8 +82,8 @@ def build_command(header: dict[str, Any] | None = None, onnx: str | None = None)
     h = header or {}
     prof = h.get("profile")
     cmd = f"scgan-rt build-engine --onnx {onnx or h.get('onnx_name') or 'MODEL.onnx'}"
-    if h.get("precision") == "fp16":
-        cmd += " --fp16"
+    if h.get("precision") in ("fp16", "int8"):
+        cmd += f" --{h['precision']}"
     if prof:
         cmd += f" --batch {':'.join(str(x) for x in prof)}"
     if h.get("size"):

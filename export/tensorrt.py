@@ -6,6 +6,10 @@
   fragile ops kept FP32; see ``export.onnx.convert_to_fp16``). No precision builder flag.
 * TensorRT 10: explicit batch is implicit (creation flags 0); ``--fp16`` sets
   ``BuilderFlag.FP16`` on the FP32 graph. An FP16 graph is built strongly typed.
+* INT8 (``--int8``): explicit quantization of a QDQ ONNX from ``export --int8``. TensorRT 11
+  (strongly typed) takes the Q/DQ graph as is, with no precision flag; TensorRT 10 builds it
+  weakly typed with ``BuilderFlag.INT8`` set, as explicit quantization needs there. Layers
+  the QDQ graph keeps in float run FP32 on both.
 * One optimisation profile ``MIN:OPT:MAX`` on the batch axis of ``gray``; workspace pool
   limit; optional timing cache (read and written back atomically); progress through
   ``IProgressMonitor`` when the TensorRT build has it, else a spinner.
@@ -97,7 +101,8 @@ def _parse(trt: Any, network: Any, logger: Any, onnx_bytes: bytes, name: str) ->
 def build_engine(onnx: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = "engines",
                  fp16: bool = False, batch: Any = None, size: int | None = None, workspace_gib: float = DEFAULT_WORKSPACE_GIB,
                  timing_cache: str | os.PathLike[str] | None = None, *, trt: Any | None = None,
-                 gpu: tuple[str, str] | None = None, device_id: int = 0, quiet: bool = False) -> Path:
+                 gpu: tuple[str, str] | None = None, device_id: int = 0, quiet: bool = False,
+                 int8: bool = False) -> Path:
     """Build (or reuse from the cache) the engine for ``onnx``; returns the engine path."""
     from scgan_rt.weights import sha256_file
 
@@ -112,10 +117,14 @@ def build_engine(onnx: str | os.PathLike[str], out_dir: str | os.PathLike[str] |
     spec = parse_batch(batch if batch is not None else meta.get("batch"))
     pmin, popt, pmax = spec.profile()
     graph_fp16 = meta.get("precision") == "fp16"
+    graph_int8 = meta.get("precision") == "int8"
+    if int8 and not graph_int8:
+        raise UsageError(f"--int8 needs a QDQ model from `scgan-rt export --int8`; {onnx.name} is "
+                         f"{meta.get('precision', 'fp32')}")
     major = trt_major(trt)
     version = str(trt.__version__)
     gpu_name, cc = gpu or gpu_identity(device_id)
-    precision = "fp16" if (fp16 or graph_fp16) else "fp32"
+    precision = "int8" if graph_int8 else "fp16" if (fp16 or graph_fp16) else "fp32"
     onnx_sha = sha256_file(onnx)
     out = engine_dir(out_dir) / engine_cache_name(onnx_sha, gpu_name, cc, version, precision, (pmin, popt, pmax), size)
     if out.is_file():
@@ -135,6 +144,8 @@ def build_engine(onnx: str | os.PathLike[str], out_dir: str | os.PathLike[str] |
     parser = _parse(trt, network, logger, model.SerializeToString(), onnx.name)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+    if precision == "int8" and not strongly_typed:
+        config.set_flag(trt.BuilderFlag.INT8)  # TensorRT 10: explicit quantization needs it
     if precision == "fp16" and not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)  # TensorRT 10, FP32 graph
     profile = builder.create_optimization_profile()
@@ -177,4 +188,6 @@ def build_engine(onnx: str | os.PathLike[str], out_dir: str | os.PathLike[str] |
         "outputs": meta.get("outputs", "rgb"),
         "scgan_rt_version": __version__,
     }
+    if graph_int8:
+        header.update(calibration_sha256=meta.get("calibration_sha256"), int8_float_nodes=meta.get("int8_float_nodes"))
     return write_engine_file(out, header, bytes(memoryview(serialized)))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .backends import open_backend
+from .backends import BackendOptions, open_backend
 from .colorizer import Colorizer
 from .config import check_size
 from .encoding import choose_encoder, output_bits, video_output_suffix
@@ -53,12 +53,13 @@ def _frames(batch: int, size: int) -> np.ndarray:
 
 def run_benchmark(backend: str, weights: str | os.PathLike[str], batch: int = BENCH_BATCH,
                   size: int = InferConfig.size, device: str = InferConfig.device, iters: int = BENCH_ITERS,
-                  max_seconds: float = BENCH_SECONDS, warmup: int = 2) -> dict[str, Any]:
+                  max_seconds: float = BENCH_SECONDS, precision: str = InferConfig.precision,
+                  warmup: int = 2) -> dict[str, Any]:
     """Time ``iters`` calls (stopping early after ``max_seconds``) after ``warmup`` calls."""
     if batch < 1:
         raise UsageError(f"--batch must be >= 1, got {batch}")
     check_size(size)
-    be = open_backend(backend, weights, device=device)
+    be = open_backend(backend, weights, device=device, options=BackendOptions(precision=precision))
     x = _frames(batch, size)
     for _ in range(max(1, warmup)):  # first call exports / builds / autotunes
         be.infer(x)
@@ -72,6 +73,7 @@ def run_benchmark(backend: str, weights: str | os.PathLike[str], batch: int = BE
     return {
         "backend": getattr(be, "name", backend),
         "device": getattr(be, "device", device),
+        "precision": getattr(be, "precision", precision),
         "batch": batch,
         "size": size,
         "iters": len(lat),
@@ -83,17 +85,17 @@ def run_benchmark(backend: str, weights: str | os.PathLike[str], batch: int = BE
 
 
 def run_isolated(backend: str, weights: str | os.PathLike[str], batch: int, size: int, device: str,
-                 iters: int, max_seconds: float) -> dict[str, Any]:
+                 iters: int, max_seconds: float, precision: str = InferConfig.precision) -> dict[str, Any]:
     """``run_benchmark`` in a fresh interpreter (clean peak RSS, no shared thread pools)."""
     code = ("import json,sys; from scgan_rt.benchmark import run_benchmark as r; "
             "print('@@'+json.dumps(r(*json.loads(sys.argv[1]))))")
-    args = json.dumps([backend, str(weights), batch, size, device, iters, max_seconds])
+    args = json.dumps([backend, str(weights), batch, size, device, iters, max_seconds, precision])
     p = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True)
     for line in p.stdout.splitlines():
         if line.startswith("@@"):
             return json.loads(line[2:])
     err = (p.stderr.strip().splitlines() or ["no output"])[-1]
-    raise ResourceError(f"benchmark of {backend} failed: {err}")
+    raise ResourceError(f"benchmark of {backend} ({precision}) failed: {err}")
 
 
 def preset_weights(preset_name: str, folder: str | os.PathLike[str], seed: int = 0) -> Path:
@@ -129,6 +131,7 @@ def benchmark_video(src: str | os.PathLike[str], weights: str | os.PathLike[str]
     dev = colorizer.device
     res: dict[str, Any] = {"clip": str(src), "width": info.width, "height": info.height,
                            "backend": colorizer.backend.name, "device": dev, "batch": cfg.batch_size,
+                           "precision": getattr(colorizer.backend, "precision", cfg.precision),
                            "codec": cfg.codec, "crf": cfg.crf, "preset": cfg.encoder_preset}
     with tempfile.TemporaryDirectory(prefix="scgan-vbench-") as td:
         suffix = video_output_suffix(Path(src), cfg.codec)

@@ -23,6 +23,7 @@ from rich.markup import escape  # messages name files and extras such as scgan-r
 
 from .backends import names as backend_names
 from .export.engine import DEFAULT_PROFILE, DEFAULT_WORKSPACE_GIB
+from .export.quantize import CALIBRATION_COUNT
 from .config import TrainConfig
 from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, ScganError, Terminated, raise_if_signalled,
                      resumable, signalled)
@@ -45,6 +46,9 @@ I = InferConfig  # option defaults are the settings' own field defaults
 T = TrainConfig
 BACKEND_CHOICES = "|".join(backend_names())
 DEVICE_CHOICES = "auto|cpu|cuda|cuda:N"
+PRECISION_CHOICES = "auto|fp32|fp16|int8"
+PRECISION_HELP = ("Network precision: auto (each backend's accurate choice, see `info`), fp32, fp16 (GPUs) or "
+                  "int8 (a QDQ model calibrated on the bundled photos, cached; or pass an `export --int8` file).")
 MODEL_HELP = "'default', a bundled model's name (scgan-lite-v1 ...), or a weights/ONNX/engine file."
 
 
@@ -192,7 +196,9 @@ def info_cmd(json_out: bool = typer.Option(False, "--json", help="Machine-readab
               highlight=False)
     out.print("backends (auto order):")
     for b in backends:
-        out.print(f"  {'[green]yes[/green]' if b['usable'] else '[red]no [/red]'} {b['name']}: {b['reason']}")
+        also = "/".join(p for p in b["precisions"] if p != b["precision"])
+        out.print(f"  {'[green]yes[/green]' if b['usable'] else '[red]no [/red]'} {b['name']} "
+                  f"({b['precision']}{'; also ' + also if also else ''}): {b['reason']}", highlight=False)
     if default:
         prov = default["provenance"]
         out.print(f"default model: {default['preset']} ({Path(default['path']).name}, sha256 {default['sha256'][:12]}) "
@@ -381,6 +387,8 @@ def colorize_cmd(
                                 help=f"{', '.join(backend_names()[:-1])} or {backend_names()[-1]}."),
     device: str = typer.Option(I.device, "--device", metavar="DEVICE", rich_help_panel=MODEL,
                                help="auto, cpu, cuda or cuda:N."),
+    precision: str = typer.Option(I.precision, "--precision", metavar=PRECISION_CHOICES, rich_help_panel=MODEL,
+                                  help=PRECISION_HELP),
     size: int = typer.Option(I.size, "--size", metavar="N", rich_help_panel=MODEL,
                              help="Network input size, a multiple of 256."),
     saturation: float = typer.Option(I.saturation, "--saturation", metavar="S", rich_help_panel=COLOUR,
@@ -435,7 +443,7 @@ def colorize_cmd(
     from .weights import sha256_file
 
     cfg = InferConfig(size=size, batch_size=parse_batch_size(batch_size), backend=backend, device=device,
-                      compile=compile_net, io_threads=io_threads, skip_color=skip_color,
+                      precision=precision, compile=compile_net, io_threads=io_threads, skip_color=skip_color,
                       save_saliency=save_saliency, saturation=saturation, overwrite=overwrite, codec=codec, crf=crf,
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias),
                       temporal_strength=temporal_strength, force=force, deinterlace=deinterlace, compare=compare,
@@ -741,11 +749,24 @@ def export_cmd(
     size: int = typer.Option(I.size, "--size", help="Input size (a multiple of 256)."),
     batch: str = typer.Option("dynamic", "--batch", help="'dynamic' or MIN:OPT:MAX (default TensorRT profile)."),
     fp16: bool = typer.Option(False, "--fp16", help="FP16 graph with float32 I/O (for TensorRT 11)."),
+    int8: bool = typer.Option(False, "--int8", help="INT8 QDQ graph (static calibration; ONNX Runtime CPU and "
+                              "TensorRT), refused when it loses more than the quality bounds."),
+    calibration: Optional[Path] = typer.Option(None, "--calibration", help="--int8: folder of real colour photos; "
+                                               "1 in 5 is held out for the quality gate."),
+    calibration_count: int = typer.Option(CALIBRATION_COUNT, "--calibration-count", help="--int8: photos used."),
+    force: bool = typer.Option(False, "--force", help="--int8: write the model even when the gate refuses it."),
     with_saliency: bool = typer.Option(False, "--with-saliency", help="Also output the saliency map."),
+    json_out: bool = typer.Option(False, "--json", help="--int8: print the gate's numbers as JSON."),
 ) -> None:
     """Export weights to a single-file ONNX model (SN and BN folded, opset 17, metadata)."""
+    from .errors import UsageError
     from .export.onnx import export_onnx, sample_gray_images
 
+    if int8 or calibration is not None:
+        if not int8 or calibration is None or fp16:
+            raise UsageError("--int8 needs --calibration DIR (and no --fp16); --calibration goes with --int8")
+        _export_int8(model, output, size, batch, calibration, calibration_count, force, with_saliency, json_out)
+        return
     photos = sample_gray_images(size)
     res = export_onnx(_weights(model), output, size=size, batch=batch, fp16=fp16, with_saliency=with_saliency,
                       activation_images=photos if len(photos) else None)
@@ -756,12 +777,33 @@ def export_cmd(
                   f"({res.max_activation_layer}; FP16 max is 65504)", highlight=False)
 
 
+def _export_int8(model: Optional[str], output: Path, size: int, batch: str, calibration: Path, count: int,
+                 force: bool, with_saliency: bool, json_out: bool) -> None:
+    from .export.quantize import export_int8, load_calibration
+
+    cs = load_calibration(calibration, count, size)
+    for path, why in cs.skipped:
+        console.print(f"[yellow]warning:[/yellow] skipped {path}: {why}", highlight=False)
+    res = export_int8(_weights(model), output, cs, size=size, batch=batch, with_saliency=with_saliency, force=force)
+    if json_out:
+        print_json({"path": str(res.path), "sha256": res.sha256, "precision": "int8", "method": res.method,
+                    "calibration_sha256": res.calibration_sha256, "calibrated_on": res.calibrated_on,
+                    "skipped": cs.skipped, "float_nodes": res.float_nodes, "gate": res.gate.as_dict()})
+        return
+    out.print(f"wrote {res.path} (int8 QDQ, {res.method} calibration on {res.calibrated_on} photos, calibration sha256 "
+              f"{res.calibration_sha256[:12]}; sha256 {res.sha256[:12]})", highlight=False)
+    out.print(f"kept in float: {', '.join(res.float_nodes)}", highlight=False)
+    verdict = "within bounds" if res.gate.passed else "[red]OUTSIDE the bounds (--force)[/red]"
+    out.print(f"quality gate {verdict} {res.gate.summary()}", highlight=False)
+
+
 @app.command("build-engine")
 @guarded
 def build_engine_cmd(
     onnx: Path = typer.Option(..., "--onnx", help="ONNX model from `scgan-rt export`."),
     output: Path = typer.Option(Path("engines"), "-o", "--output", help="Engine folder (the cache)."),
     fp16: bool = typer.Option(False, "--fp16", help="FP16 (TRT 10: builder flag; TRT 11: FP16 graph)."),
+    int8: bool = typer.Option(False, "--int8", help="INT8 from a QDQ model of `export --int8` (explicit quantization)."),
     batch: Optional[str] = typer.Option(None, "--batch", help=f"MIN:OPT:MAX (default: from the ONNX, else {':'.join(map(str, DEFAULT_PROFILE))})."),
     size: Optional[int] = typer.Option(None, "--size", help="Input size (default: the ONNX's)."),
     workspace: float = typer.Option(DEFAULT_WORKSPACE_GIB, "--workspace", help="Builder workspace limit in GiB."),
@@ -771,7 +813,7 @@ def build_engine_cmd(
     from .export.tensorrt import build_engine
 
     path = build_engine(onnx, out_dir=output, fp16=fp16, batch=batch, size=size, workspace_gib=workspace,
-                        timing_cache=timing_cache)
+                        timing_cache=timing_cache, int8=int8)
     out.print(f"engine: {path}", highlight=False)
 
 
@@ -782,6 +824,7 @@ def benchmark_video_cmd(
     backend: str = typer.Option(I.backend, "--backend", metavar=BACKEND_CHOICES),
     model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     device: str = typer.Option(I.device, "--device", metavar=DEVICE_CHOICES),
+    precision: str = typer.Option(I.precision, "--precision", metavar=PRECISION_CHOICES, help=PRECISION_HELP),
     batch_size: str = typer.Option(I.batch_size, "--batch-size", help="auto or a number."),
     compile_net: bool = typer.Option(I.compile, "--compile", help="torch.compile the network (torch backend)."),
     codec: str = typer.Option(I.codec, "--codec"),
@@ -794,14 +837,14 @@ def benchmark_video_cmd(
     from .benchmark import benchmark_video
 
     cfg = InferConfig(batch_size=parse_batch_size(batch_size), backend=backend, device=device, compile=compile_net,
-                      codec=codec, crf=crf,
+                      precision=precision, codec=codec, crf=crf,
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias)).validate()
     r = benchmark_video(clip, _weights(model), cfg)
     if json_out:
         print_json(r)
         return
     out.print(f"{Path(r['clip']).name} {r['width']}x{r['height']}, {r['frames']} frames, backend {r['backend']} "
-              f"({r['device']}), batch {r['batch']}, {r['codec']} crf {r['crf']} {r['preset']}", highlight=False)
+              f"({r['device']}, {r['precision']}), batch {r['batch']}, {r['codec']} crf {r['crf']} {r['preset']}", highlight=False)
     out.print(f"model-only {r['model_fps']:.1f} fps | codec-only {r['codec_fps']:.1f} fps | bound {r['bound']} = "
               f"{r['bound_fps']:.1f} fps | end-to-end {r['e2e_fps']:.1f} fps = {r['e2e_vs_bound']:.2f} x bound | "
               f"peak RSS {r['peak_rss_mb']:.0f} MB", highlight=False)
@@ -873,6 +916,8 @@ def benchmark_cmd(
     batch_size: int = typer.Option(BENCH_BATCH, "--batch-size", "--batch", help="Frames per call."),
     size: int = typer.Option(I.size, "--size"),
     device: str = typer.Option(I.device, "--device", metavar=DEVICE_CHOICES),
+    precision: str = typer.Option(I.precision, "--precision", metavar=f"{PRECISION_CHOICES}[,...]",
+                                  help="A precision, or a comma list (each timed in its own process)."),
     iters: int = typer.Option(BENCH_ITERS, "--iters", help="Timed calls (after warm-up)."),
     max_seconds: float = typer.Option(BENCH_SECONDS, "--max-seconds", help="Stop timing after this long (>= 3 calls)."),
     json_out: bool = typer.Option(False, "--json", help="JSON: fps, latency_ms_p50, latency_ms_p95, peak_rss_mb."),
@@ -886,17 +931,19 @@ def benchmark_cmd(
     if model is not None and preset_name is not None:
         raise UsageError("pass --model or --preset, not both")
     names = [b.strip() for b in backend.split(",") if b.strip()]
-    for n in names:
-        InferConfig(backend=n, device=device, size=size, batch_size=batch_size).validate()
+    precs = [p.strip() for p in precision.split(",") if p.strip()]
+    runs = [(n, p) for n in names for p in precs]
+    for n, p in runs:
+        InferConfig(backend=n, device=device, size=size, batch_size=batch_size, precision=p).validate()
     if iters < 1:
         raise UsageError(f"--iters must be >= 1, got {iters}")
     with tempfile.TemporaryDirectory(prefix="scgan-bench-") as td:
         weights = preset_weights(preset_name, td) if preset_name else _weights(model)
-        if len(names) == 1:
+        if len(runs) == 1:
             results = [run_benchmark(names[0], weights, batch=batch_size, size=size, device=device, iters=iters,
-                                     max_seconds=max_seconds)]
+                                     max_seconds=max_seconds, precision=precs[0])]
         else:
-            results = [run_isolated(n, weights, batch_size, size, device, iters, max_seconds) for n in names]
+            results = [run_isolated(n, weights, batch_size, size, device, iters, max_seconds, p) for n, p in runs]
     label = preset_name or Path(str(weights)).name
     for r in results:
         r["model"] = label
@@ -907,14 +954,15 @@ def benchmark_cmd(
 
 
 def _print_benchmark(results: list[dict[str, Any]], label: str) -> None:
-    out.print(f"{'backend':<14}{'device':<8}{'batch':>6}{'fps':>9}{'p50 ms':>10}{'p95 ms':>10}{'RSS MB':>9}  model")
+    out.print(f"{'backend':<14}{'device':<8}{'prec':<6}{'batch':>6}{'fps':>9}{'p50 ms':>10}{'p95 ms':>10}{'RSS MB':>9}  model")
     for r in results:
-        out.print(f"{r['backend']:<14}{r['device']:<8}{r['batch']:>6}{r['fps']:>9.2f}{r['latency_ms_p50']:>10.1f}"
+        out.print(f"{r['backend']:<14}{r['device']:<8}{r['precision']:<6}{r['batch']:>6}{r['fps']:>9.2f}{r['latency_ms_p50']:>10.1f}"
                   f"{r['latency_ms_p95']:>10.1f}{r['peak_rss_mb']:>9.0f}  {label}", highlight=False)
     if len(results) > 1:
         base = results[0]["fps"]
+        first = f"{results[0]['backend']} {results[0]['precision']}"
         for r in results[1:]:
-            out.print(f"{r['backend']} / {results[0]['backend']}: {r['fps'] / base:.2f}x", highlight=False)
+            out.print(f"{r['backend']} {r['precision']} / {first}: {r['fps'] / base:.2f}x", highlight=False)
 
 
 def run() -> None:

@@ -53,7 +53,8 @@ class Colorizer:
         cfg = (config or InferConfig()).replace(**settings) if settings else (config or InferConfig()).validate()
         path = resolve_weights(weights if weights is not None else model)
         name = "torch" if cfg.compile and cfg.backend == "auto" else cfg.backend  # only torch compiles
-        be = open_backend(name, path, cfg.device, BackendOptions(with_saliency=cfg.save_saliency, compile=cfg.compile))
+        be = open_backend(name, path, cfg.device, BackendOptions(with_saliency=cfg.save_saliency, compile=cfg.compile,
+                                                                   precision=cfg.precision))
         return cls(be, config=cfg, weights=path)
 
     def run(self, small: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

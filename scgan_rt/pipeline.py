@@ -351,7 +351,9 @@ def settings_key(cfg: InferConfig, model_sha256: str) -> str:
     """What decides an output's pixels: the model and the settings that change them."""
     keep = ("size", "saturation", "codec", "crf", "encoder_preset", "temporal_strength", "compare", "force",
             "skip_color", "preview")
-    extra = {"deinterlace": True} if cfg.deinterlace else {}  # keys of journals written before it stay valid
+    extra: dict[str, object] = {"deinterlace": True} if cfg.deinterlace else {}  # keys of journals written before it stay valid
+    if cfg.precision != "auto":
+        extra["precision"] = cfg.precision
     blob = json.dumps({"model": model_sha256, **{k: getattr(cfg, k) for k in keep}, **extra}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .backends import check_backend, check_device
+from .backends import check_backend, check_device, check_precision
 from .config import check_size
 from .errors import UsageError
 
@@ -53,6 +53,9 @@ class InferConfig:
     batch_size: int | str = "auto"  # frames per network call; auto: see CPU_BATCH / AUTO_MAX_BATCH
     backend: str = "auto"
     device: str = "auto"
+    # auto: each backend's accurate choice (fp32 on the CPU, fp16 on CUDA; see `scgan-rt info`);
+    # int8 is a QDQ model calibrated on the bundled photos (or an `export --int8` file as --model).
+    precision: str = "auto"
     skip_color: bool = False
     save_saliency: bool = False
     saturation: float = 1.0  # scales the predicted chroma around neutral, before the gamut step
@@ -79,6 +82,7 @@ class InferConfig:
         check_size(self.size)
         check_backend(self.backend)
         check_device(self.device)
+        check_precision(self.precision)
         if not 0 <= self.saturation <= 4:
             raise UsageError(f"--saturation must be in [0, 4], got {self.saturation}")
         parse_batch_size(self.batch_size)

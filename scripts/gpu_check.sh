@@ -80,6 +80,19 @@ for p in scgan-lite scgan; do
     | tag "benchmark-$p" >> "$J"
 done
 
+step "precision rows (default model, batch $BIG): export --int8 and its gate, TensorRT FP16 vs INT8"
+timeout 300 scgan-rt export --int8 --calibration scgan_rt/samples/photos --force --batch 1:$BIG:$BIG --json \
+  -o /tmp/scgan_int8.onnx | python -c "import json,sys; d=json.load(sys.stdin); print(json.dumps({'step': 'export-int8', 'gate': d['gate'], 'float_nodes': d['float_nodes']}))" >> "$J"
+if python -c "import tensorrt" 2>/dev/null; then
+  timeout 300 scgan-rt build-engine --onnx /tmp/scgan_int8.onnx --int8 -o /tmp/engines && echo '{"step": "build-engine-int8", "rc": 0}' >> "$J"
+  for p in fp16 int8; do
+    timeout 300 scgan-rt benchmark --backend tensorrt --precision $p --batch-size $BIG --iters 20 --json \
+      | tag "benchmark-trt-$p" >> "$J"
+  done
+else
+  echo "no TensorRT: the INT8 engine rows are skipped"
+fi
+
 step "training throughput, with and without --amp"
 for amp in "" "--amp"; do
   timeout 150 python scripts/train_throughput.py --preset scgan --batch $TRAIN_BATCH --steps $TRAIN_STEPS \

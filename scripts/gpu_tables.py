@@ -63,7 +63,8 @@ def main(path: str) -> None:
               f"model {r['model_fps']}, codec {r['codec_fps']}, end to end {r['e2e_fps']} frames/s")
     for r in rows:
         step = str(r.get("step", ""))
-        if step in ("photos", "torchrun") or step.startswith("train") or step.startswith("benchmark-scgan"):
+        if (step in ("photos", "torchrun", "export-int8", "build-engine-int8") or step.startswith("train")
+                or step.startswith("benchmark-scgan") or step.startswith("benchmark-trt")):
             print(json.dumps(r))
     print()
     print("\n".join(verdicts(bench, videos)))

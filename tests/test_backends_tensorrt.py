@@ -115,7 +115,8 @@ def make_fake_trt(version: str, rec: _Rec, fail_parse: bool = False):
 
     flags_members = {"TF32": 7}
     if major < 11:
-        flags_members["FP16"] = 0  # removed in TensorRT 11
+        flags_members["FP16"] = 0  # precision flags are removed in TensorRT 11 (strongly typed only)
+        flags_members["INT8"] = 1
     BuilderFlag = enum.IntEnum("BuilderFlag", flags_members)
 
     class MemoryPoolType(enum.IntEnum):
@@ -348,6 +349,16 @@ def tiny_onnx(tmp_path_factory):
     return export_onnx(w, d / "tiny.onnx", batch="1:4:8").path
 
 
+@pytest.fixture(scope="module")
+def tiny_int8(tmp_path_factory, tiny_weights):
+    """A QDQ model of ``export --int8`` (calibrated on the bundled photos)."""
+    from scgan_rt.export.quantize import DEFAULT_CALIBRATION, export_int8, load_calibration
+
+    d = tmp_path_factory.mktemp("trt-int8")
+    return export_int8(tiny_weights, d / "tiny-int8.onnx", load_calibration(DEFAULT_CALIBRATION), batch="1:4:8",
+                       force=True).path
+
+
 # --------------------------------------------------------------------------- builder contract
 
 
@@ -393,6 +404,75 @@ def test_builder_contract(tmp_path, tiny_onnx, version, fp16):
     assert build_engine(tiny_onnx, out_dir=tmp_path / "engines", fp16=fp16, batch="1:4:8", trt=trt,
                         gpu=("NVIDIA Fake GPU", "9.0")) == path
     assert "builder.build_serialized_network" not in rec.names()
+
+
+def test_backend_builds_int8_engine_from_cached_qdq(tmp_path, monkeypatch, tiny_weights):
+    """colorize --backend tensorrt --precision int8: weights -> cached QDQ ONNX -> INT8 engine."""
+    from scgan_rt.backends import BackendOptions
+
+    rec = _Rec()
+    pkg, drv = make_fake_pycuda(rec)
+    monkeypatch.setitem(sys.modules, "pycuda", pkg)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", drv)
+    monkeypatch.setitem(sys.modules, "tensorrt", make_fake_trt("10.9.0", rec))
+    monkeypatch.setattr(tb, "torch_cuda", lambda: False)
+    monkeypatch.setattr(engine, "torch_cuda", lambda: False)
+    monkeypatch.setenv("SCGAN_RT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SCGAN_RT_ENGINES", str(tmp_path / "engines"))
+    be = tb.SPEC.open(tiny_weights, "cuda", BackendOptions(precision="int8"))
+    be.infer(np.zeros((1, 1, 256, 256), np.float32))
+    assert be.precision == "int8" and ("config.set_flag", 1) in rec.calls
+    engines = list((tmp_path / "engines").glob("*-int8-*.engine"))
+    assert len(engines) == 1 and len(list((tmp_path / "cache" / "onnx").glob("*-int8-*.onnx"))) == 1
+    assert tb.SPEC.precision("cuda") == "fp16"
+
+
+@pytest.mark.parametrize("version", ["10.9.0.34", "11.3.0"])
+def test_builder_contract_int8(tmp_path, tiny_int8, version):
+    """Explicit quantization: TensorRT 11 parses the QDQ graph strongly typed with no precision
+    flag; TensorRT 10 builds it weakly typed with BuilderFlag.INT8 (and nothing else)."""
+    from scgan_rt.export.tensorrt import build_engine
+    from scgan_rt.weights import sha256_file
+
+    rec = _Rec()
+    trt = make_fake_trt(version, rec)
+    path = build_engine(tiny_int8, out_dir=tmp_path, int8=True, trt=trt, gpu=("NVIDIA Fake GPU", "9.0"), quiet=True)
+    strongly = version.startswith("11")
+    assert [c for c in rec.calls if c[0] == "builder.create_network"] == [
+        ("builder.create_network", (1 << 1) if strongly else 0)]
+    flags = [c[1] for c in rec.calls if c[0] == "config.set_flag"]
+    assert flags == ([] if strongly else [trt.BuilderFlag.INT8])
+    # the QDQ graph goes to the parser as exported (no FP16 conversion)
+    assert [c[1] for c in rec.calls if c[0] == "parser.parse"] == [len(onnx_proto_bytes(tiny_int8))]
+    hdr, _ = engine.read_engine_file(path)
+    meta = get_meta(tiny_int8)
+    assert hdr["precision"] == "int8" and "-int8-" in path.name and hdr["strongly_typed"] == strongly
+    assert hdr["calibration_sha256"] == meta["calibration_sha256"] and hdr["onnx_sha256"] == sha256_file(tiny_int8)
+    assert hdr["int8_float_nodes"] == meta["int8_float_nodes"]
+    assert "--int8" in engine.build_command(hdr)
+    # the same file without --int8 builds the same INT8 engine (the graph decides)
+    assert build_engine(tiny_int8, out_dir=tmp_path, trt=trt, gpu=("NVIDIA Fake GPU", "9.0"), quiet=True) == path
+
+
+def test_builder_int8_needs_a_qdq_model(tmp_path, tiny_onnx):
+    from scgan_rt.export.tensorrt import build_engine
+
+    rec = _Rec()
+    with pytest.raises(UsageError, match="export --int8"):
+        build_engine(tiny_onnx, out_dir=tmp_path, int8=True, trt=make_fake_trt("11.3.0", rec), gpu=("G", "9.0"))
+    assert "builder.build_serialized_network" not in rec.names() and not list(tmp_path.glob("*.engine"))
+
+
+def onnx_proto_bytes(path):
+    from scgan_rt.export.onnx import load_onnx
+
+    return load_onnx(path).SerializeToString()
+
+
+def get_meta(path):
+    from scgan_rt.export.onnx import onnx_info
+
+    return onnx_info(path)
 
 
 def test_builder_parse_error_is_a_model_error(tmp_path, tiny_onnx):

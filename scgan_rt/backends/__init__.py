@@ -29,6 +29,8 @@ from ..errors import ResourceError, ScganError, UsageError
 BUILTIN = ("tensorrt", "onnxruntime", "torch")
 PLUGIN_ENV = "SCGAN_RT_BACKENDS"  # os.pathsep-separated .py files that register backends
 DEVICE_KINDS = ("cuda", "cpu")
+# ``--precision``: auto is each backend's accurate choice on its device (the first it lists).
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
 
 
 class Backend(Protocol):
@@ -59,6 +61,7 @@ class BackendOptions:
     with_saliency: bool = False
     fp16: bool | None = None  # None: FP16 on CUDA, FP32 on CPU
     compile: bool = False  # torch.compile the network (backends that can)
+    precision: str = "auto"  # one of PRECISIONS; wins over ``fp16`` unless auto
 
 
 @dataclass(frozen=True)
@@ -69,10 +72,24 @@ class BackendSpec:
     available: Callable[[str], tuple[bool, str]]
     open: Callable[[str | os.PathLike[str], str, BackendOptions], Backend]
     runs_onnx_files: bool = False  # can take an .onnx file instead of weights
+    # Device kind -> the precisions it runs, its ``auto`` choice first (default: fp32 only).
+    precisions: dict[str, tuple[str, ...]] | None = None
 
     @property
     def devices(self) -> tuple[str, ...]:
         return tuple(k for k in DEVICE_KINDS if k in self.auto_rank)
+
+    def runs(self, kind: str) -> tuple[str, ...]:
+        return (self.precisions or {}).get(kind, ("fp32",))
+
+    def precision(self, kind: str, asked: str = "auto") -> str:
+        """The precision this backend runs on ``kind`` for ``--precision asked``."""
+        have = self.runs(kind)
+        if asked == "auto":
+            return have[0]
+        if asked not in have:
+            raise UsageError(f"--backend {self.name} on {kind} runs {' or '.join(have)}, not --precision {asked}")
+        return asked
 
 
 @dataclass
@@ -84,6 +101,8 @@ class BackendChoice:
     reason: str
     backend: str = ""
     kind: str = ""
+    precision: str = ""  # what ``--precision auto`` runs here
+    precisions: tuple[str, ...] = ()  # every precision it runs
 
 
 _REGISTRY: dict[str, BackendSpec] = {}
@@ -131,6 +150,12 @@ def check_device(device: str) -> str:
     return device
 
 
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return precision
+
+
 def check_backend(name: str) -> str:
     if name not in names():
         raise UsageError(f"unknown backend {name!r}; choose one of {', '.join(names())}")
@@ -168,7 +193,7 @@ def backend_report(weights: str | os.PathLike[str] | None = None) -> list[Backen
             ok, why = s.available(kind)
         except Exception as e:  # a broken optional install must not break `info`
             ok, why = False, f"check failed: {e}"
-        out.append(BackendChoice(label, ok, why, s.name, kind))
+        out.append(BackendChoice(label, ok, why, s.name, kind, s.precision(kind), s.runs(kind)))
     return out
 
 
@@ -180,12 +205,15 @@ def open_backend(name: str, weights: str | os.PathLike[str], device: str = "auto
     options = options or BackendOptions()
     check_backend(name)
     check_device(device)
+    check_precision(options.precision)
     if name != "auto":
         spec = specs()[name]
         if device != "auto" and device_kind(device) not in spec.devices:
             raise UsageError(f"--backend {name} runs on {' or '.join(spec.devices)}, not {device}")
         if device.startswith("cuda"):
             resolve_device(device)
+        if device != "auto" or len(spec.devices) == 1:
+            spec.precision(device_kind(device) if device != "auto" else spec.devices[0], options.precision)
         return spec.open(weights, device, options)
     if device.startswith("cuda"):
         resolve_device(device)  # ResourceError when torch sees no GPU
@@ -204,6 +232,8 @@ def open_backend(name: str, weights: str | os.PathLike[str], device: str = "auto
         if not c.usable or (device != "auto" and device_kind(device) != c.kind):
             continue
         if is_onnx and not spec.runs_onnx_files:
+            continue
+        if options.precision != "auto" and options.precision not in spec.runs(c.kind):
             continue
         try:
             return spec.open(weights, device if device != "auto" else c.kind, options)

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import ModelError, ResourceError, UsageError
 from ..export.onnx import cached_onnx, colorizer_onnx_info, load_onnx
+from ..export.quantize import cached_int8
 from . import BackendOptions, BackendSpec, device_index, infer_via_numpy, register
 
 
@@ -44,7 +45,7 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, weights: str | Path, device: str = "auto", with_saliency: bool = False,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, precision: str = "auto") -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -56,6 +57,7 @@ class OnnxRuntimeBackend:
                                 "(CUDAExecutionProvider not available)")
         self._device_id = device_index(device)
         self.device = f"cuda:{self._device_id}" if (has_cuda and device != "cpu") else "cpu"
+        self.precision = SPEC.precision(self.device.split(":")[0], precision)
         self.threads = threads or physical_cores()
         self.path = Path(weights)
         self._sessions: dict[int, Any] = {}
@@ -65,6 +67,10 @@ class OnnxRuntimeBackend:
             self.with_saliency = with_saliency and "saliency" in meta.get("outputs", "")
             if with_saliency and not self.with_saliency:
                 raise UsageError(f"{self.path.name} has no saliency output; re-export with --with-saliency")
+            graph = meta.get("precision", "fp32")
+            if precision not in ("auto", graph):
+                raise UsageError(f"{self.path.name} is an {graph} model, not --precision {precision}")
+            self.precision = graph
             self.sha256, self.config = None, None
         else:
             from ..weights import read_weights
@@ -83,7 +89,7 @@ class OnnxRuntimeBackend:
             load_onnx(self.onnx_fixed, load_external=False)  # external-data guard
             path = self.onnx_fixed
         else:
-            path = cached_onnx(self.path, size, self.with_saliency, sha256=self.sha256)
+            path = self._cached(size)
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -107,6 +113,12 @@ class OnnxRuntimeBackend:
         self._outputs = [o.name for o in sess.get_outputs()]
         self._sessions[size] = sess
         return sess
+
+    def _cached(self, size: int) -> Path:
+        """The cached model of the weights in this backend's precision (exported once)."""
+        if self.precision == "int8":
+            return cached_int8(self.path, size, self.with_saliency, sha256=self.sha256)
+        return cached_onnx(self.path, size, self.with_saliency, fp16=self.precision == "fp16", sha256=self.sha256)
 
     def infer(self, gray: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         x = np.ascontiguousarray(gray, dtype=np.float32)
@@ -156,7 +168,9 @@ def _available(kind: str) -> tuple[bool, str]:
 
 
 def _open(weights: str | os.PathLike[str], device: str, options: BackendOptions) -> OnnxRuntimeBackend:
-    return OnnxRuntimeBackend(weights, device, options.with_saliency)
+    return OnnxRuntimeBackend(weights, device, options.with_saliency, precision=options.precision)
 
 
-SPEC = register(BackendSpec("onnxruntime", {"cuda": 20, "cpu": 40}, _available, _open, runs_onnx_files=True))
+# FP16 graphs are for GPUs: ONNX Runtime's CPU kernels would cast most of them back to FP32.
+SPEC = register(BackendSpec("onnxruntime", {"cuda": 20, "cpu": 40}, _available, _open, runs_onnx_files=True,
+                            precisions={"cuda": ("fp32", "fp16", "int8"), "cpu": ("fp32", "int8")}))

@@ -20,6 +20,7 @@ from ..export.engine import (DEFAULT_PROFILE, DEFAULT_WORKSPACE_GIB, build_comma
                              engine_cache_name, engine_dir, gpu_identity, import_tensorrt, read_engine_file,
                              torch_cuda, trt_major)
 from ..export.onnx import cached_onnx, onnx_info
+from ..export.quantize import cached_int8
 from . import BackendOptions, BackendSpec, device_index, infer_via_numpy, register
 
 
@@ -178,13 +179,16 @@ class TensorRTBackend:
     def __init__(self, weights: str | os.PathLike[str], with_saliency: bool = False, device_id: int = 0,
                  fp16: bool = True, profile: tuple[int, int, int] = DEFAULT_PROFILE,
                  out_dir: str | os.PathLike[str] | None = None, workspace_gib: float = DEFAULT_WORKSPACE_GIB,
-                 trt: Any | None = None) -> None:
+                 trt: Any | None = None, precision: str | None = None) -> None:
         self.trt = trt or import_tensorrt()
         self.device = f"cuda:{device_id}"
         self.device_id = device_id
         self.gpu_name, self.cc = gpu_identity(device_id)
         self.trt_version = str(self.trt.__version__)
-        self.fp16, self.profile, self.workspace = fp16, tuple(profile), workspace_gib
+        # ``precision`` (fp32 / fp16 / int8) wins over the older ``fp16`` switch.
+        self.precision = precision if precision not in (None, "auto") else ("fp16" if fp16 else "fp32")
+        self.fp16 = self.precision == "fp16"
+        self.profile, self.workspace = tuple(profile), workspace_gib
         self.out_dir = engine_dir(out_dir)
         self.path = Path(weights)
         self.with_saliency = with_saliency
@@ -213,17 +217,21 @@ class TensorRTBackend:
         if self.path.suffix.lower() == ".onnx":
             onnx_path = self.path
             size = int(onnx_info(onnx_path).get("size", size))
+        elif self.precision == "int8":
+            onnx_path = cached_int8(self.path, size, self.with_saliency)
         else:
             # TensorRT 11 builds strongly typed networks: FP16 has to be in the graph.
             graph_fp16 = self.fp16 and trt_major(self.trt) >= 11
             onnx_path = cached_onnx(self.path, size, self.with_saliency, fp16=graph_fp16)
-        precision = "fp16" if self.fp16 else "fp32"
+        graph = onnx_info(onnx_path).get("precision", "fp32")
+        precision = "int8" if graph == "int8" else "fp16" if (self.fp16 or graph == "fp16") else "fp32"
         name = engine_cache_name(sha256_file(onnx_path), self.gpu_name, self.cc, self.trt_version, precision,
                                  self.profile, size)  # type: ignore[arg-type]
         path = self.out_dir / name
         if not path.is_file():
             path = build_engine(onnx_path, out_dir=self.out_dir, fp16=self.fp16, batch=self.profile, size=size,
-                                workspace_gib=self.workspace, trt=self.trt, gpu=(self.gpu_name, self.cc))
+                                workspace_gib=self.workspace, trt=self.trt, gpu=(self.gpu_name, self.cc),
+                                int8=precision == "int8")
         return path
 
     def _runner(self, size: int) -> EngineRunner:
@@ -269,8 +277,12 @@ def availability(kind: str = "cuda") -> tuple[bool, str]:
 
 
 def _open(weights: str | os.PathLike[str], device: str, options: BackendOptions) -> TensorRTBackend:
+    precision = SPEC.precision("cuda", options.precision)
+    if options.precision == "auto" and options.fp16 is False:
+        precision = "fp32"
     return TensorRTBackend(weights, with_saliency=options.with_saliency, device_id=device_index(device),
-                           fp16=options.fp16 is not False)
+                           precision=precision)
 
 
-SPEC = register(BackendSpec("tensorrt", {"cuda": 10}, availability, _open, runs_onnx_files=True))
+SPEC = register(BackendSpec("tensorrt", {"cuda": 10}, availability, _open, runs_onnx_files=True,
+                            precisions={"cuda": ("fp16", "fp32", "int8")}))

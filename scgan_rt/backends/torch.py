@@ -37,6 +37,7 @@ class TorchBackend:
         self.config = gen.cfg
         self.with_saliency = with_saliency and gen.saliency is not None
         self.fp16 = self.device.startswith("cuda") if fp16 is None else fp16
+        self.precision = "fp16" if self.fp16 else "fp32"
         model = InferenceGenerator(fold_for_inference(gen), self.with_saliency).eval()
         # channels_last: oneDNN's fastest conv layout on CPU too (measured 0.21 -> 0.14 s/frame
         # for scgan-lite at 256 on the 2-core dev machine).
@@ -74,7 +75,11 @@ def _available(kind: str) -> tuple[bool, str]:
 
 
 def _open(weights: str | os.PathLike[str], device: str, options: BackendOptions) -> TorchBackend:
-    return TorchBackend(weights, device, options.with_saliency, options.fp16, options.compile)
+    fp16 = options.fp16 if options.precision == "auto" else options.precision == "fp16"
+    if options.precision != "auto":
+        SPEC.precision("cuda" if resolve_device(device).startswith("cuda") else "cpu", options.precision)
+    return TorchBackend(weights, device, options.with_saliency, fp16, options.compile)
 
 
-SPEC = register(BackendSpec("torch", {"cuda": 30, "cpu": 50}, _available, _open))
+SPEC = register(BackendSpec("torch", {"cuda": 30, "cpu": 50}, _available, _open,
+                            precisions={"cuda": ("fp16", "fp32"), "cpu": ("fp32",)}))
