@@ -308,6 +308,11 @@ def _log_line(t: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _per_s(rate: float) -> str:
+    """Two decimals, or two significant digits for slow items (a film: 0.0022 files/s)."""
+    return f"{rate:.2f}" if rate >= 0.1 else f"{rate:.2g}"
+
+
 def _duration(seconds: float) -> str:
     s = int(round(seconds))
     if s >= 3600:
@@ -332,7 +337,7 @@ class _RunProgress:
         dt = self.clock() - self.t0
         speed = (done - resumed) / dt if dt > 0 and done > resumed else None
         self.prog.update(self.task, completed=done, speed=speed,
-                         rate=(f"{speed:.2f} files/s" if speed else "") + self._compiled())
+                         rate=(f"{_per_s(speed)} files/s" if speed else "") + self._compiled())
 
     def _compiled(self) -> str:
         s = self.colorizer.compile_seconds
@@ -514,7 +519,7 @@ def _print_report(rep: Any, json_out: bool) -> None:
         print_json(rep.as_dict())
     else:
         # Rates of this run's work only: what earlier runs finished is counted apart.
-        rates = [f"{rep.images_per_s:.2f} files/s"] if rep.done else []
+        rates = [f"{_per_s(rep.images_per_s)} files/s"] if rep.done else []
         if rep.frames:
             fps = f" at {rep.frames / rep.video_seconds:.1f} frames/s" if rep.video_seconds else ""
             rates.append(f"{rep.frames} video frames{fps}")

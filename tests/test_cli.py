@@ -234,7 +234,7 @@ def test_progress_lines_when_stderr_is_not_a_terminal(runner, tiny_weights, gray
     args = ["colorize", str(gray_tree), "-o", str(tmp_path / "out"), "--model", str(tiny_weights)]
     r = runner.invoke(app, [*args, "--progress-every", "0.000001"])
     assert r.exit_code == 0, r.output
-    lines = re.findall(r"colorizing \(\w+\): (\d)/4, ([\d.]+) files/s, ETA (\d+s)", r.output)
+    lines = re.findall(r"colorizing \(\w+\): (\d)/4, ([\d.]+) files/s, ETA ([0-9hms]+)\b", r.output)
     assert [int(d) for d, _, _ in lines] == [1, 2, 3, 4], r.output
     assert "\x1b[" not in r.output  # plain text, no terminal codes
     r = runner.invoke(app, [*args, "--overwrite", "--progress-every", "0"])
