@@ -29,7 +29,7 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 # Models shipped inside the package, by name. The first is the default; every older default
 # stays reachable by its name (``--model scgan-lite-v1``), and a bundled file's preset name
 # resolves to it too (``--model scgan-lite``).
-BUNDLED = {"scgan-lite-v1": "scgan-lite-v1.safetensors"}
+BUNDLED = {"scgan-prior": "scgan-prior.safetensors", "scgan-lite-v1": "scgan-lite-v1.safetensors"}
 DEFAULT_MODEL = next(iter(BUNDLED))
 DEFAULT_WEIGHTS = WEIGHTS_DIR / BUNDLED[DEFAULT_MODEL]
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from scgan_rt.backends import TorchBackend
+from scgan_rt.backends.torch import TorchBackend
 from scgan_rt.images import load_image
-from scgan_rt.pipeline import Colorizer
+from scgan_rt.colorizer import Colorizer
 from scgan_rt.weights import resolve_weights
 
 TILE = 192
