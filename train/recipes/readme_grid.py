@@ -45,7 +45,7 @@ def main() -> None:
         draw.text((i * TILE + 6, 5), label, fill="black")
     for r, f in enumerate(files):
         im = load_image(f)
-        outs = [c.colorize([im])[0] for c in cols]
+        outs = [c.colorize_batch([im])[0] for c in cols]
         tiles = [Image.fromarray(np.round(im.luma * 255).astype(np.uint8)).convert("RGB")]
         tiles += [Image.fromarray(np.round(rgb * 255).astype(np.uint8)) for rgb, _ in outs]
         tiles.append(Image.open(f).convert("RGB"))
