@@ -83,5 +83,5 @@ def test_config_validation():
         preset("nope")
     with pytest.raises(UsageError):
         preset("scgan", width=0)
-    assert set(PRESETS) == {"scgan", "scgan-lite"}
+    assert set(PRESETS) == {"scgan", "scgan-lite", "scgan-prior"}
     assert ModelConfig.from_json(PRESETS["scgan-lite"].to_json()) == PRESETS["scgan-lite"]

@@ -34,7 +34,9 @@ def test_benchmark_photos_reports_the_stage_split_and_the_floor(runner, folder, 
     assert res["photos"] == 3
     assert res["megapixels"] == pytest.approx((400 * 600 + 97 * 61 + 40 * 50) / 1e6, abs=1e-3)
     for k in STAGES:
-        assert res[f"{k}_s"] > 0 and res[f"{k}_mp_s"] == pytest.approx(res["megapixels"] / res[f"{k}_s"], rel=0.05)
+        # Seconds are reported to the millisecond: allow that rounding on short stages.
+        rel = max(0.05, 0.0006 / res[f"{k}_s"]) if res[f"{k}_s"] > 0 else 0.05
+        assert res[f"{k}_s"] > 0 and res[f"{k}_mp_s"] == pytest.approx(res["megapixels"] / res[f"{k}_s"], rel=rel)
     assert res["floor_s"] == pytest.approx(res["decode_s"] + res["network_s"] + res["encode_s"], abs=2e-3)
     assert res["e2e_vs_floor"] == pytest.approx(res["e2e_s"] / res["floor_s"], rel=0.05)
     assert res["photos_per_s"] == pytest.approx(3 / res["e2e_s"], rel=0.05)

@@ -14,22 +14,11 @@ import pytest
 from PIL import Image
 
 from clips import noisy_still, write_clip
-from conftest import PHOTOS, sha
+from conftest import sha
 from scgan_rt.cli import app
 from scgan_rt.errors import EXIT_BAD_INPUT, EXIT_BAD_MODEL, EXIT_PARTIAL, EXIT_USAGE, InputError, UsageError
 
-COFFEE = PHOTOS / "skimage__coffee.jpg"
-
-
-def _run(runner, *args):
-    r = runner.invoke(app, ["colorize", *map(str, args), "--json"])
-    return r, (json.loads(r.stdout[r.stdout.index("{"):]) if "{" in r.stdout else None)
-
-
-def _cli(args, timeout=300, **kw):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, "-m", "scgan_rt", *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=timeout, **kw)
+from test_reliability import COFFEE, _cli, _run  # the first round's helpers
 
 
 def _gray(path: Path, w: int = 64, h: int = 48) -> Path:
