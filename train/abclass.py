@@ -55,7 +55,8 @@ def ab_bins() -> torch.Tensor:
         for db in offsets:
             ab = centres + torch.tensor([da, db], dtype=torch.float64)
             lab = torch.cat([L.view(-1, 1, 1).expand(-1, len(ab), 1), ab.expand(len(L), -1, -1)], 2)
-            ok |= ((_lab_to_rgb(lab) >= 0) & (_lab_to_rgb(lab) <= 1)).all(-1).any(0)
+            rgb = _lab_to_rgb(lab)
+            ok |= ((rgb >= 0) & (rgb <= 1)).all(-1).any(0)
     return centres[ok].float()
 
 
