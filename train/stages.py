@@ -153,7 +153,8 @@ class ColorizationStage(Stage):
             loss_g = loss_g + self._colour_losses(fake, rgb, u6, logs)
         self.optimizers["g"].zero_grad(set_to_none=True)
         loss_g.backward()
-        average_gradients([self.gen], self.dist)
+        # The training-only ab-class head learns beside the generator, so its ranks must agree too.
+        average_gradients([self.gen] + ([self.ab_loss] if self.ab_loss is not None else []), self.dist)
         self.optimizers["g"].step()
         if self.ema is not None:
             self.ema.update(self.gen)
