@@ -61,15 +61,14 @@ def _feature_blocks(stages: tuple[tuple[int, int, int, int, int], ...]) -> tuple
 
 def conv_bn(cin: int, cout: int, k: int, s: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
     """TF-"same" zero padding -> conv (no bias) -> BN (eps 1e-3) -> [ReLU6]."""
+    inner = (k - 1) // 2 if s == 1 else 0
     if s == 1:  # odd k: "same" is symmetric, so the conv pads itself (no Pad node in the ONNX graph)
         pad: nn.Module = nn.Identity()  # keeps the layer indices (and the weight keys) of the padded form
-        conv = nn.Conv2d(cin, cout, k, 1, (k - 1) // 2, groups=groups, bias=False)
     else:
         before = (k - 2) // 2
-        pad, conv = nn.ZeroPad2d((before, k - 2 - before, before, k - 2 - before)), nn.Conv2d(
-            cin, cout, k, s, 0, groups=groups, bias=False)
+        pad = nn.ZeroPad2d((before, k - 2 - before, before, k - 2 - before))
     layers: list[nn.Module] = [pad] if k > 1 else []
-    layers += [conv, nn.BatchNorm2d(cout, eps=BN_EPS)]
+    layers += [nn.Conv2d(cin, cout, k, s, inner, groups=groups, bias=False), nn.BatchNorm2d(cout, eps=BN_EPS)]
     if act:
         layers.append(nn.ReLU6(inplace=True))
     return nn.Sequential(*layers)
@@ -92,8 +91,9 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite (``variant``: lite0, lite1 or lite2) on gray input in [-1, 1] (replicated to RGB and ImageNet-normalised
-    inside, so every backend sees the generator's usual input). ``features`` returns the
+    """EfficientNet-Lite (``variant``: lite0, lite1 or lite2) on gray input in [-1, 1]
+    (replicated to RGB and ImageNet-normalised inside, so every backend sees the generator's
+    usual input). ``features`` returns the
     /2 ... /32 maps and the 1280-channel head; ``forward`` the 1000 ImageNet logits."""
 
     def __init__(self, variant: str = "efficientnet-lite0", classifier: bool = False) -> None:

@@ -64,10 +64,12 @@ def broadcast_module(module: nn.Module, info: DistInfo) -> None:
             dist.broadcast(t.data, 0)
 
 
-def average_gradients(modules: list[nn.Module], info: DistInfo) -> None:
+def average_gradients(optimizer: torch.optim.Optimizer, info: DistInfo) -> None:
+    """Average, across ranks, the gradients of every parameter ``optimizer`` steps: whatever
+    learns (heads that only training uses included) stays identical on every rank."""
     if not info.enabled:
         return
-    grads = [p.grad for m in modules for p in m.parameters() if p.grad is not None]
+    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
     if not grads:
         return
     flat = _flatten_dense_tensors(grads)

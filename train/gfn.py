@@ -69,7 +69,7 @@ class GfnStage(Stage):
         loss = F.cross_entropy(logits.float(), y)
         self.optimizers["g"].zero_grad(set_to_none=True)
         loss.backward()
-        average_gradients([self.net], self.dist)
+        average_gradients(self.optimizers["g"], self.dist)
         self.optimizers["g"].step()
         return {"loss_ce": loss.item(), "accuracy": (logits.argmax(1) == y).float().mean().item()}
 

@@ -127,7 +127,7 @@ class ColorizationStage(Stage):
                         logs.update({f"{k}_{name}": v for k, v in extra.items()})
                 self.optimizers["d"].zero_grad(set_to_none=True)
                 loss_d.backward()
-                average_gradients(self.critics, self.dist)
+                average_gradients(self.optimizers["d"], self.dist)
                 self.optimizers["d"].step()
             for d in self.critics:
                 d.requires_grad_(False)  # G step: gradients flow through D to G only
@@ -153,8 +153,7 @@ class ColorizationStage(Stage):
             loss_g = loss_g + self._colour_losses(fake, rgb, u6, logs)
         self.optimizers["g"].zero_grad(set_to_none=True)
         loss_g.backward()
-        # The training-only ab-class head learns beside the generator, so its ranks must agree too.
-        average_gradients([self.gen] + ([self.ab_loss] if self.ab_loss is not None else []), self.dist)
+        average_gradients(self.optimizers["g"], self.dist)
         self.optimizers["g"].step()
         if self.ema is not None:
             self.ema.update(self.gen)
