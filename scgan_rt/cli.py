@@ -666,6 +666,7 @@ def train_cmd(
     batch_size: int = typer.Option(T.batch_size, "--batch-size"),
     crop: int = typer.Option(T.crop, "--crop", help="Random crop size, a multiple of 256."),
     load_size: int = typer.Option(T.load_size, "--load-size", help="Resize short side to this before cropping (0: only upscale when < crop)."),
+    load_size_max: int = typer.Option(T.load_size_max, "--load-size-max", help="Multi-scale crops: draw each short side from [--load-size, this] (0: off)."),
     max_steps: int = typer.Option(T.max_steps, "--max-steps", help="Stop after this many steps (0: no limit)."),
     max_minutes: float = typer.Option(T.max_minutes, "--max-minutes", help="Stop cleanly at this wall-clock budget (0: none)."),
     resume: bool = typer.Option(False, "--resume", help="Continue OUT/last.pt exactly."),
@@ -703,6 +704,7 @@ def train_cmd(
     from .train.trainer import train
 
     tcfg = _train_config(stage=stage, epochs=epochs, batch_size=batch_size, crop=crop, load_size=load_size,
+                         load_size_max=load_size_max,
                          max_steps=max_steps, max_minutes=max_minutes, seed=seed, workers=workers, amp=amp,
                          use_attention=not no_attention, use_gan=not no_gan, use_perceptual=not no_perceptual,
                          gan_mode=gan_mode, pixel_loss=pixel_loss, d_norm=d_norm, no_noise=no_noise,

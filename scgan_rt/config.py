@@ -164,6 +164,9 @@ class TrainConfig:
     n_critic: int = 1  # the authors' code: one D step per G step
     hflip: bool = False  # random horizontal flips (not in the paper; doubles a small data set)
     load_size: int = 0  # >0: resize short side to this before cropping (0 = paper: only upscale if < crop)
+    # >0: multi-scale crops - each sample's short side is drawn uniformly from [load_size,
+    # load_size_max], so a small photo set yields crops at many scales (not in the paper).
+    load_size_max: int = 0
     max_steps: int = 0  # 0 = no limit; stops cleanly after this many optimiser steps in total
     max_minutes: float = 0.0  # 0 = no limit; stops cleanly (checkpoint + export) at this wall-clock budget
     workers: int = 2  # DataLoader worker processes (decode happens there, never in the main process)
@@ -216,4 +219,8 @@ class TrainConfig:
             raise UsageError(f"--prior-lr-scale must be in [0, 1], got {self.prior_lr_scale}")
         if self.load_size and self.load_size < self.crop:
             raise UsageError(f"--load-size ({self.load_size}) must be >= --crop ({self.crop})")
+        if self.load_size_max and not self.load_size:
+            raise UsageError("--load-size-max needs --load-size (the smallest short side)")
+        if self.load_size_max and self.load_size_max < self.load_size:
+            raise UsageError(f"--load-size-max ({self.load_size_max}) must be >= --load-size ({self.load_size})")
         return self

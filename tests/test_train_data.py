@@ -103,3 +103,29 @@ def test_hflip_mirrors_the_same_crop_about_half_the_time(tmp_path):
         seen.append(mirrored)
     assert 2 <= sum(seen) <= 10
     assert torch.equal(flips[(5, 0)]["rgb"], flips[(5, 0)]["rgb"])  # still deterministic
+
+
+def test_multi_scale_crops_draw_the_short_side_from_the_range(tmp_path):
+    # A horizontal ramp over a 256x256 photo: after scaling the short side to T, a 256 crop
+    # spans 256/T of the ramp, so each crop's value range reveals the scale that was drawn.
+    from pathlib import Path
+
+    from PIL import Image
+    ramp = np.tile(np.linspace(0, 255, 256), (256, 1))
+    rgb = np.stack([ramp, 255 - ramp, np.full_like(ramp, 128)], -1).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "ramp.png")
+    ds = ColorizationDataset(tmp_path, [Path("ramp.png")], 256, noise_std=0.0, load_size=256, load_size_max=512)
+    spans = [float(ds[(e, 0)]["rgb"][0].amax() - ds[(e, 0)]["rgb"][0].amin()) / 2 for e in range(16)]
+    assert all(0.45 < s <= 1.0 for s in spans)  # short sides within [256, 512]
+    assert min(spans) < 0.7 and max(spans) > 0.8  # several scales, not one
+    assert torch.equal(ds[(3, 0)]["rgb"], ds[(3, 0)]["rgb"])  # seeded per sample
+    fixed = ColorizationDataset(tmp_path, [Path("ramp.png")], 256, noise_std=0.0, load_size=256)
+    assert float(fixed[(0, 0)]["rgb"][0].amax() - fixed[(0, 0)]["rgb"][0].amin()) / 2 > 0.99
+
+
+@pytest.mark.parametrize("fields", [{"load_size_max": 400}, {"load_size": 300, "load_size_max": 280}])
+def test_multi_scale_range_must_be_ordered(fields):
+    from scgan_rt.config import TrainConfig
+    from scgan_rt.errors import UsageError
+    with pytest.raises(UsageError, match="load-size"):
+        TrainConfig(**fields).validate()

@@ -160,10 +160,11 @@ class ColorizationDataset(Dataset):
 
     def __init__(self, root: Path, files: Sequence[Path], crop: int, *, maps_dir: Path | None = None,
                  input_dir: Path | None = None, in_channels: int = 1, noise_std: float = 0.005,
-                 load_size: int = 0, seed: int = 0, hflip: bool = False) -> None:
+                 load_size: int = 0, seed: int = 0, hflip: bool = False, load_size_max: int = 0) -> None:
         self.root, self.files, self.crop = root, list(files), crop
         self.maps_dir, self.input_dir, self.in_channels = maps_dir, input_dir, in_channels
         self.noise_std, self.load_size, self.seed, self.hflip = noise_std, load_size, seed, hflip
+        self.load_size_max = load_size_max
         self._input_names: dict[Path, Path] = {}
         if input_dir is not None:
             self._input_names = match_inputs(input_dir, self.files)
@@ -185,6 +186,8 @@ class ColorizationDataset(Dataset):
         h, w = rgb.shape[:2]
         # Scale so the short side is load_size (if set), or at least the crop (paper).
         target = self.load_size or max(self.crop, min(h, w))
+        if self.load_size_max:  # drawn only when enabled: other runs keep their sample stream
+            target = int(rng.integers(self.load_size, self.load_size_max + 1))
         s = target / min(h, w)
         nh, nw = max(self.crop, round(h * s)), max(self.crop, round(w * s))
         planes = [_resize(p, nh, nw, Image.BICUBIC if j == 0 else Image.BILINEAR) for j, p in enumerate(planes)]

@@ -29,7 +29,7 @@ from .monitor import Monitor
 
 # Settings that must not change across --resume (the rest, e.g. budgets, may).
 RESUME_FIXED = ("stage", "batch_size", "crop", "seed", "gan_mode", "pixel_loss", "use_gan", "use_attention",
-                "use_perceptual", "load_size", "input_noise_std", "hflip", "perceptual_net", "perceptual_stage1",
+                "use_perceptual", "load_size", "load_size_max", "input_noise_std", "hflip", "perceptual_net", "perceptual_stage1",
                 "lambda_ab_class")
 
 
@@ -175,6 +175,7 @@ def _data(tcfg: TrainConfig, mcfg: ModelConfig, src: _Sources, dist: D.DistInfo,
         raise UsageError(f"the model takes {mcfg.in_channels} input channels: pass --paired-input DIR")
     ds = ColorizationDataset(src.data, files, tcfg.crop, maps_dir=maps, input_dir=src.input_dir,
                              in_channels=mcfg.in_channels, noise_std=tcfg.input_noise_std, load_size=tcfg.load_size,
+                             load_size_max=tcfg.load_size_max,
                              seed=tcfg.seed, hflip=tcfg.hflip)
     sampler = EpochSampler(len(ds), tcfg.batch_size, tcfg.seed, dist.rank, dist.world)
     if sampler.batches_per_epoch() == 0:
