@@ -6,9 +6,10 @@ weights are signed INT8, symmetric; weights per output channel.
 
 * Calibration: gray 256 crops of real photos in a folder (short side resized, centre
   crop, BT.601 luminance), one in ``HOLDOUT_EVERY`` held out for the quality gate.
+* The exporter's shape arithmetic is folded first (``quant_pre_process``).
 * Nodes kept in float (``float_nodes``): the first conv (sees the raw gray input), the
-  last conv feeding the Tanh colour head, the head itself; their names go into the
-  metadata (``int8_float_nodes``) with the calibration set's hash (``calibration_sha256``).
+  decoder levels from 1/8 of the frame up (they carry the colour), the last conv feeding
+  the Tanh colour head, the head itself; their names go into the metadata (``int8_float_nodes``) with the calibration set's hash (``calibration_sha256``).
 * Quality gate (``gate``): FP32 vs INT8 on the held-out photos: PSNR to the truth within
   ``MAX_PSNR_DROP_DB``, colourfulness within ``MAX_CCI_CHANGE``, mean |chroma| difference
   to FP32 within ``MAX_CHROMA_DIFF`` 8-bit code levels.
@@ -37,6 +38,7 @@ CALIBRATION_COUNT = 256
 HOLDOUT_EVERY = 5  # every 5th photo is held out of calibration for the gate
 CALIBRATION_METHOD = "minmax"  # measured: as good as percentile on scgan-lite-v1, 9x faster to calibrate (README)
 PERCENTILE = 99.999
+FLOAT_DECODER_FROM = 8  # decoder levels at >= 1/8 of the frame stay float (measured, docs/decisions.md)
 METHODS = ("minmax", "entropy", "percentile")
 # Quality bounds of an INT8 model against its FP32 source (the issue's targets).
 MAX_PSNR_DROP_DB = 0.2
@@ -137,10 +139,54 @@ def _stride(n: int, most: int = 8) -> int:
 
 def float_nodes(model: Any) -> list[str]:
     """Nodes kept in float: the first convs (those the gray input reaches through no other
-    conv), the conv(s) feeding each output and the head's ops after them (Tanh / Sigmoid)."""
+    conv), the decoder from ``1 / FLOAT_DECODER_FROM`` of the frame up (``_fine_decoder``),
+    the conv(s) feeding each output and the head's ops after them (Tanh / Sigmoid)."""
+    keep = list(dict.fromkeys(_input_and_head(model) + _fine_decoder(model)))
+    return keep + _sandwiched(model, set(keep))
+
+
+def _fine_decoder(model: Any) -> list[str]:
+    """Ops after the first upsampling whose output is at least 1 / FLOAT_DECODER_FROM of the
+    input's height. Measured on scgan-prior: quantizing these decoder levels is what costs the
+    colour (CCI -6 %, chroma 2.2 levels); with them float the gate passes (docs/decisions.md)."""
+    import onnx
+
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    heights = {v.name: _height(v) for v in [*graph.value_info, *graph.output, *graph.input]}
+    frame = max((_height(i) for i in graph.input), default=0)
+    consumers: dict[str, list[Any]] = {}
+    producers = {o: n for n in graph.node for o in n.output}
+    for n in graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    keep, seen = [], set()
+    frontier = [n for n in graph.node if n.op_type == "Resize"]
+    while frontier:
+        n = frontier.pop()
+        if n.name in seen:
+            continue
+        seen.add(n.name)
+        h = heights.get(n.output[0], 0)
+        if not frame or not h or h * FLOAT_DECODER_FROM >= frame:  # unknown size: float, the safe side
+            keep.append(n.name)
+            # the skip concat feeding a float upsampling too: one shared INT8 scale over the
+            # skip and the decoder features costs 0.7 chroma levels (measured)
+            keep.extend(producers[i].name for i in n.input[:1]
+                        if n.op_type == "Resize" and i in producers and producers[i].op_type == "Concat")
+        frontier.extend(c for o in n.output for c in consumers.get(o, []))
+    order = {n.name: i for i, n in enumerate(graph.node)}
+    return sorted(set(keep), key=order.__getitem__)
+
+
+def _height(value: Any) -> int:
+    dims = value.type.tensor_type.shape.dim
+    return dims[2].dim_value if len(dims) == 4 else 0
+
+
+def _input_and_head(model: Any) -> list[str]:
     graph = model.graph
     producers = {o: n for n in graph.node for o in n.output}
-    keep = []
+    first = []
     reached, frontier = set(), [i.name for i in graph.input]
     while frontier:
         t = frontier.pop()
@@ -148,17 +194,47 @@ def float_nodes(model: Any) -> list[str]:
             if t in n.input and n.name not in reached:
                 reached.add(n.name)
                 if n.op_type == "Conv":
-                    keep.append(n.name)
+                    first.append(n)
                 else:
                     frontier.extend(n.output)
+    # The ops between the input and the first convs (normalisation, padding) too: a float
+    # conv behind an INT8 copy of its input would see the quantized gray anyway.
+    keep = [name for conv in first for name in _chain_to_conv(producers.get(conv.input[0]), producers)]
+    keep += [conv.name for conv in first]
     for out in graph.output:
-        node = producers.get(out.name)
-        while node is not None and node.op_type != "Conv":
-            keep.append(node.name)
-            node = next((producers[i] for i in node.input if i in producers), None)
-        if node is not None:
-            keep.append(node.name)
-    return list(dict.fromkeys(keep))
+        keep += _chain_to_conv(producers.get(out.name), producers, include_conv=True)
+    return keep
+
+
+def _chain_to_conv(node: Any, producers: dict[str, Any], include_conv: bool = False) -> list[str]:
+    """``node`` and its producers back to the nearest conv (first data inputs)."""
+    chain = []
+    while node is not None and node.op_type != "Conv":
+        chain.append(node.name)
+        node = next((producers[i] for i in node.input if i in producers), None)
+    if node is not None and include_conv:
+        chain.append(node.name)
+    return chain
+
+
+def _sandwiched(model: Any, keep: set[str]) -> list[str]:
+    """Ops whose every producer and consumer stays float: quantizing one alone adds a
+    Q/DQ pair and its rounding error and runs no INT8 kernel."""
+    graph = model.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    outputs = {o.name for o in graph.output}
+    found = []
+    for n in graph.node:
+        ins = [producers[i] for i in n.input if i in producers]
+        outs = [c for o in n.output for c in consumers.get(o, [])]
+        if (n.name not in keep and ins and all(p.name in keep for p in ins)
+                and all(c.name in keep for c in outs) and (outs or set(n.output) & outputs)):
+            found.append(n.name)
+    return found
 
 
 def _method(name: str) -> Any:
@@ -183,6 +259,23 @@ def quantize_qdq(fp32: str | os.PathLike[str], out: str | os.PathLike[str], cali
                  exclude: Sequence[str] | None = None, method: str = CALIBRATION_METHOD) -> list[str]:
     """Static QDQ quantization of ``fp32`` into ``out`` (not the final file: no metadata);
     returns the nodes kept in float."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    # Fold the exporter's shape arithmetic first (constant pads become conv padding, 225
+    # Constant and 108 shape ops go): fewer ops for the quantizer to wrap in Q/DQ pairs.
+    # Symbolic shape inference cannot follow the reflection pads; ONNX's own suffices.
+    folded = Path(out).with_name(Path(out).name + ".folded.onnx")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_logging():
+        warnings.simplefilter("ignore")
+        quant_pre_process(str(fp32), str(folded), skip_symbolic_shape=True)
+    try:
+        return _quantize(folded, out, calib_gray, exclude, method)
+    finally:
+        folded.unlink(missing_ok=True)
+
+
+def _quantize(fp32: Path, out: str | os.PathLike[str], calib_gray: np.ndarray, exclude: Sequence[str] | None,
+              method: str) -> list[str]:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     model = load_onnx(fp32)

@@ -64,6 +64,10 @@ def test_qdq_export_runs_in_onnxruntime_within_the_bounds(int8, tiny_weights, ca
         else:
             assert producers[w].op_type == "DequantizeLinear", n.name
     assert sum(n.name in int8.float_nodes for n in convs) >= 2
+    # the decoder from 1/8 of the frame up stays float (it carries the colour); deeper levels are INT8
+    decoder = {n.name.split("/")[2]: n.name for n in convs if n.name.startswith("/gen/up")}
+    assert {decoder[f"up{k}"] for k in (5, 6, 7, 8)} <= set(int8.float_nodes)
+    assert not {decoder[f"up{k}"] for k in (1, 2, 3, 4)} & set(int8.float_nodes)
     assert any(by_name[n].op_type == "Tanh" for n in int8.float_nodes)
     # INT8 in ONNX Runtime against FP32 on real photos, not calibrated on
     fp32 = export_onnx(tiny_weights, tmp_path / "fp32.onnx").path
@@ -143,3 +147,17 @@ def test_info_names_each_backends_precision(runner):
     assert rows["onnxruntime-cpu"]["precision"] == "fp32" and "int8" in rows["onnxruntime-cpu"]["precisions"]
     assert rows["tensorrt"]["precision"] == "fp16" and "int8" in rows["tensorrt"]["precisions"]
     assert rows["torch-cpu"]["precisions"] == ["fp32"]
+
+
+def test_an_op_between_float_ops_stays_float():
+    from onnx import TensorProto, helper
+    node = lambda op, ins, outs: helper.make_node(op, ins, outs, name=outs[0])  # noqa: E731
+    graph = helper.make_graph(
+        [node("Conv", ["x", "w"], ["a"]), node("Relu", ["a"], ["b"]), node("Concat", ["b", "x"], ["c"]),
+         node("Relu", ["c"], ["d"]), node("Conv", ["d", "w"], ["e"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor_value_info("e", TensorProto.FLOAT, [1, 1, 8, 8])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [1, 1, 1, 1], [1.0])])
+    model = helper.make_model(graph)
+    # "b" sits between two float ops; "d" feeds an INT8 conv, so it is quantized with it
+    assert q._sandwiched(model, {"a", "c"}) == ["b"]
