@@ -8,8 +8,9 @@
   ``BuilderFlag.FP16`` on the FP32 graph. An FP16 graph is built strongly typed.
 * INT8 (``--int8``): explicit quantization of a QDQ ONNX from ``export --int8``. TensorRT 11
   (strongly typed) takes the Q/DQ graph as is, with no precision flag; TensorRT 10 builds it
-  weakly typed with ``BuilderFlag.INT8`` set, as explicit quantization needs there. Layers
-  the QDQ graph keeps in float run FP32 on both.
+  weakly typed with ``BuilderFlag.INT8`` set, as explicit quantization needs there, and
+  ``BuilderFlag.FP16``, so the layers the QDQ graph keeps in float may run FP16; TensorRT 11
+  runs them as the graph types them (FP32). The header records it (``float_layers``).
 * One optimisation profile ``MIN:OPT:MAX`` on the batch axis of ``gray``; workspace pool
   limit; optional timing cache (read and written back atomically); progress through
   ``IProgressMonitor`` when the TensorRT build has it, else a spinner.
@@ -146,6 +147,9 @@ def build_engine(onnx: str | os.PathLike[str], out_dir: str | os.PathLike[str] |
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     if precision == "int8" and not strongly_typed:
         config.set_flag(trt.BuilderFlag.INT8)  # TensorRT 10: explicit quantization needs it
+        # The float part of the QDQ graph (the fine decoder: most of the FLOPs) may run FP16,
+        # as it does in the FP16 engine; without the flag TensorRT 10 runs it FP32.
+        config.set_flag(trt.BuilderFlag.FP16)
     if precision == "fp16" and not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)  # TensorRT 10, FP32 graph
     profile = builder.create_optimization_profile()
@@ -189,5 +193,6 @@ def build_engine(onnx: str | os.PathLike[str], out_dir: str | os.PathLike[str] |
         "scgan_rt_version": __version__,
     }
     if graph_int8:
-        header.update(calibration_sha256=meta.get("calibration_sha256"), int8_float_nodes=meta.get("int8_float_nodes"))
+        header.update(calibration_sha256=meta.get("calibration_sha256"), int8_float_nodes=meta.get("int8_float_nodes"),
+                      float_layers="fp32" if strongly_typed else "fp16")
     return write_engine_file(out, header, bytes(memoryview(serialized)))

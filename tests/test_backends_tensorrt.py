@@ -430,7 +430,7 @@ def test_backend_builds_int8_engine_from_cached_qdq(tmp_path, monkeypatch, tiny_
 @pytest.mark.parametrize("version", ["10.9.0.34", "11.3.0"])
 def test_builder_contract_int8(tmp_path, tiny_int8, version):
     """Explicit quantization: TensorRT 11 parses the QDQ graph strongly typed with no precision
-    flag; TensorRT 10 builds it weakly typed with BuilderFlag.INT8 (and nothing else)."""
+    flag; TensorRT 10 builds it weakly typed with BuilderFlag.INT8, and FP16 for the float part."""
     from scgan_rt.export.tensorrt import build_engine
     from scgan_rt.weights import sha256_file
 
@@ -441,7 +441,7 @@ def test_builder_contract_int8(tmp_path, tiny_int8, version):
     assert [c for c in rec.calls if c[0] == "builder.create_network"] == [
         ("builder.create_network", (1 << 1) if strongly else 0)]
     flags = [c[1] for c in rec.calls if c[0] == "config.set_flag"]
-    assert flags == ([] if strongly else [trt.BuilderFlag.INT8])
+    assert flags == ([] if strongly else [trt.BuilderFlag.INT8, trt.BuilderFlag.FP16])
     # the QDQ graph goes to the parser as exported (no FP16 conversion)
     assert [c[1] for c in rec.calls if c[0] == "parser.parse"] == [len(onnx_proto_bytes(tiny_int8))]
     hdr, _ = engine.read_engine_file(path)
@@ -449,6 +449,7 @@ def test_builder_contract_int8(tmp_path, tiny_int8, version):
     assert hdr["precision"] == "int8" and "-int8-" in path.name and hdr["strongly_typed"] == strongly
     assert hdr["calibration_sha256"] == meta["calibration_sha256"] and hdr["onnx_sha256"] == sha256_file(tiny_int8)
     assert hdr["int8_float_nodes"] == meta["int8_float_nodes"]
+    assert hdr["float_layers"] == ("fp32" if strongly else "fp16")
     assert "--int8" in engine.build_command(hdr)
     # the same file without --int8 builds the same INT8 engine (the graph decides)
     assert build_engine(tiny_int8, out_dir=tmp_path, trt=trt, gpu=("NVIDIA Fake GPU", "9.0"), quiet=True) == path
