@@ -7,9 +7,11 @@ weights are signed INT8, symmetric; weights per output channel.
 * Calibration: gray 256 crops of real photos in a folder (short side resized, centre
   crop, BT.601 luminance), one in ``HOLDOUT_EVERY`` held out for the quality gate.
 * The exporter's shape arithmetic is folded first (``quant_pre_process``).
-* Nodes kept in float (``float_nodes``): the first conv (sees the raw gray input), the
-  decoder levels from 1/8 of the frame up (they carry the colour), the last conv feeding
-  the Tanh colour head, the head itself; their names go into the metadata (``int8_float_nodes``) with the calibration set's hash (``calibration_sha256``).
+* Nodes kept in float (``float_nodes``): the first conv and the ops before it (they see
+  the raw gray input), the decoder levels from 1/8 of the frame up (they carry the colour),
+  the last conv feeding the Tanh colour head, the head itself, and any op between float
+  ones; their names go into the metadata (``int8_float_nodes``) with the calibration set's
+  hash (``calibration_sha256``).
 * Quality gate (``gate``): FP32 vs INT8 on the held-out photos: PSNR to the truth within
   ``MAX_PSNR_DROP_DB``, colourfulness within ``MAX_CCI_CHANGE``, mean |chroma| difference
   to FP32 within ``MAX_CHROMA_DIFF`` 8-bit code levels.
@@ -154,11 +156,7 @@ def _fine_decoder(model: Any) -> list[str]:
     graph = onnx.shape_inference.infer_shapes(model).graph
     heights = {v.name: _height(v) for v in [*graph.value_info, *graph.output, *graph.input]}
     frame = max((_height(i) for i in graph.input), default=0)
-    consumers: dict[str, list[Any]] = {}
-    producers = {o: n for n in graph.node for o in n.output}
-    for n in graph.node:
-        for t in n.input:
-            consumers.setdefault(t, []).append(n)
+    producers, consumers = _links(graph)
     keep, seen = [], set()
     frontier = [n for n in graph.node if n.op_type == "Resize"]
     while frontier:
@@ -171,11 +169,22 @@ def _fine_decoder(model: Any) -> list[str]:
             keep.append(n.name)
             # the skip concat feeding a float upsampling too: one shared INT8 scale over the
             # skip and the decoder features costs 0.7 chroma levels (measured)
-            keep.extend(producers[i].name for i in n.input[:1]
-                        if n.op_type == "Resize" and i in producers and producers[i].op_type == "Concat")
+            source = producers.get(n.input[0])
+            if n.op_type == "Resize" and source is not None and source.op_type == "Concat":
+                keep.append(source.name)
         frontier.extend(c for o in n.output for c in consumers.get(o, []))
     order = {n.name: i for i, n in enumerate(graph.node)}
     return sorted(set(keep), key=order.__getitem__)
+
+
+def _links(graph: Any) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """(tensor -> producing node, tensor -> consuming nodes in graph order)."""
+    producers = {o: n for n in graph.node for o in n.output}
+    consumers: dict[str, list[Any]] = {}
+    for n in graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    return producers, consumers
 
 
 def _height(value: Any) -> int:
@@ -185,13 +194,13 @@ def _height(value: Any) -> int:
 
 def _input_and_head(model: Any) -> list[str]:
     graph = model.graph
-    producers = {o: n for n in graph.node for o in n.output}
+    producers, consumers = _links(graph)
     first = []
     reached, frontier = set(), [i.name for i in graph.input]
     while frontier:
         t = frontier.pop()
-        for n in graph.node:
-            if t in n.input and n.name not in reached:
+        for n in consumers.get(t, []):
+            if n.name not in reached:
                 reached.add(n.name)
                 if n.op_type == "Conv":
                     first.append(n)
@@ -221,11 +230,7 @@ def _sandwiched(model: Any, keep: set[str]) -> list[str]:
     """Ops whose every producer and consumer stays float: quantizing one alone adds a
     Q/DQ pair and its rounding error and runs no INT8 kernel."""
     graph = model.graph
-    producers = {o: n for n in graph.node for o in n.output}
-    consumers: dict[str, list[Any]] = {}
-    for n in graph.node:
-        for t in n.input:
-            consumers.setdefault(t, []).append(n)
+    producers, consumers = _links(graph)
     outputs = {o.name for o in graph.output}
     found = []
     for n in graph.node:
@@ -247,10 +252,14 @@ def _method(name: str) -> Any:
 
 
 @contextlib.contextmanager
-def _quiet_logging() -> Iterator[None]:
+def _quiet() -> Iterator[None]:
+    """ONNX Runtime's tooling prints progress to stdout, advice to the root logger and
+    warnings: keep all of it out of the command's output (``--json`` included)."""
     logging.disable(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
     finally:
         logging.disable(logging.NOTSET)
 
@@ -265,8 +274,7 @@ def quantize_qdq(fp32: str | os.PathLike[str], out: str | os.PathLike[str], cali
     # Constant and 108 shape ops go): fewer ops for the quantizer to wrap in Q/DQ pairs.
     # Symbolic shape inference cannot follow the reflection pads; ONNX's own suffices.
     folded = Path(out).with_name(Path(out).name + ".folded.onnx")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_logging():
-        warnings.simplefilter("ignore")
+    with _quiet():
         quant_pre_process(str(fp32), str(folded), skip_symbolic_shape=True)
     try:
         return _quantize(folded, out, calib_gray, exclude, method)
@@ -282,10 +290,7 @@ def _quantize(fp32: Path, out: str | os.PathLike[str], calib_gray: np.ndarray, e
     keep = float_nodes(model) if exclude is None else list(exclude)
     extra = {"ActivationSymmetric": True, "WeightSymmetric": True,  # TensorRT: zero point 0
              "CalibPercentile": PERCENTILE, "CalibStridedMinMax": _stride(len(calib_gray))}
-    # ONNX Runtime's tooling prints progress to stdout and advice to the root logger: keep
-    # both out of the command's output (``--json`` included).
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_logging():
-        warnings.simplefilter("ignore")
+    with _quiet():
         try:
             quantize_static(str(fp32), str(out), _Reader(calib_gray), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
