@@ -50,6 +50,8 @@ PRECISION_CHOICES = "auto|fp32|fp16|int8"
 PRECISION_HELP = ("Network precision: auto (each backend's accurate choice, see `info`), fp32, fp16 (GPUs) or "
                   "int8 (a QDQ model calibrated on the bundled photos, cached; or pass an `export --int8` file).")
 MODEL_HELP = "'default', a bundled model's name (scgan-lite-v1 ...), or a weights/ONNX/engine file."
+SMOOTHING_HELP = ("Low-pass the predicted colour (Gaussian sigma in network pixels; 0: as predicted). "
+                  "The luminance keeps all its detail.")
 
 
 def _plain_type(param: Any, ctx: Any) -> Optional[str]:
@@ -398,6 +400,8 @@ def colorize_cmd(
                              help="Network input size, a multiple of 256."),
     saturation: float = typer.Option(I.saturation, "--saturation", metavar="S", rich_help_panel=COLOUR,
                                      help="Scale the colour around gray (1: as predicted)."),
+    chroma_smoothing: float = typer.Option(I.chroma_smoothing, "--chroma-smoothing", metavar="SIGMA",
+                                           rich_help_panel=COLOUR, help=SMOOTHING_HELP),
     skip_color: bool = typer.Option(I.skip_color, "--skip-color", rich_help_panel=COLOUR,
                                     help="Skip photos that already have colour."),
     force: bool = typer.Option(I.force, "--force", rich_help_panel=COLOUR,
@@ -449,7 +453,7 @@ def colorize_cmd(
 
     cfg = InferConfig(size=size, batch_size=parse_batch_size(batch_size), backend=backend, device=device,
                       precision=precision, compile=compile_net, io_threads=io_threads, skip_color=skip_color,
-                      save_saliency=save_saliency, saturation=saturation, overwrite=overwrite, codec=codec, crf=crf,
+                      save_saliency=save_saliency, saturation=saturation, chroma_smoothing=chroma_smoothing, overwrite=overwrite, codec=codec, crf=crf,
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias),
                       temporal_strength=temporal_strength, force=force, deinterlace=deinterlace, compare=compare,
                       preview=preview,
@@ -577,6 +581,8 @@ def evaluate_cmd(
     backend: str = typer.Option(I.backend, "--backend", metavar=BACKEND_CHOICES),
     device: str = typer.Option(I.device, "--device", metavar=DEVICE_CHOICES),
     saturation: float = typer.Option(I.saturation, "--saturation", help="Scale the predicted colour around gray."),
+    chroma_smoothing: float = typer.Option(I.chroma_smoothing, "--chroma-smoothing", metavar="SIGMA",
+                                           help=SMOOTHING_HELP),
     report: bool = typer.Option(False, "--report", help="Also write FOLDER_evaluation/report.html: gray | model | "
                                 "truth per photo, a CCI histogram and PSNR/SSIM against the gray baseline."),
     json_out: bool = typer.Option(False, "--json"),
@@ -589,7 +595,8 @@ def evaluate_cmd(
     from .images import LoadedImage
     from .metrics import evaluate
 
-    cfg = InferConfig(size=size, backend=backend, device=device, saturation=saturation).validate()
+    cfg = InferConfig(size=size, backend=backend, device=device, saturation=saturation,
+                      chroma_smoothing=chroma_smoothing).validate()
     if not folder.is_dir():
         raise InputError(f"not a folder: {folder}")
     colorizer = Colorizer.open(cfg, _weights(model))

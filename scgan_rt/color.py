@@ -14,6 +14,8 @@ equals the input luminance up to 8/16-bit rounding.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -81,6 +83,25 @@ def chroma_from_prediction(rgb_pred: torch.Tensor, matrix: str = "bt601") -> tor
     rgb01 = (rgb_pred.clamp(-1, 1) + 1) / 2
     m = RGB_TO_YCBCR if matrix == "bt601" else ycbcr_matrix(matrix)
     return _apply(m[1:], rgb01)
+
+
+def smooth_chroma(cbcr: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian low-pass of network-size chroma ``N x 2 x S x S`` (``sigma`` in network
+    pixels; 0 returns it unchanged). The network's chroma detail finer than a few pixels is
+    mostly uncorrelated with the truth's (GAN texture, colour fringes at edges it places
+    differently from the luma), so removing it is closer to the truth; the luminance, which
+    carries the picture's detail, is never touched (docs/decisions.md, "Chroma smoothing")."""
+    if sigma <= 0:
+        return cbcr
+    radius = min(int(math.ceil(3 * sigma)), (min(cbcr.shape[-2:]) - 1))
+    if radius < 1:
+        return cbcr
+    x = torch.arange(-radius, radius + 1, dtype=cbcr.dtype, device=cbcr.device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    c = cbcr.shape[1]
+    out = F.conv2d(F.pad(cbcr, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
 def gamut_scale(y: torch.Tensor, cbcr: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .backends import Backend, BackendOptions, infer_via_numpy, open_backend
-from .color import chroma_from_prediction, chroma_offsets, fit_gamut_, in_gamut_luma, to_network
+from .color import chroma_from_prediction, chroma_offsets, fit_gamut_, in_gamut_luma, smooth_chroma, to_network
 from .errors import ModelError
 from .images import PEAK_BYTES_PER_PIXEL, LoadedImage, picture_image
 from .settings import (AUTO_MAX_BATCH, AUTO_MEMORY_SHARE, CPU_BATCH, DEVICE_BYTES_PER_PIXEL, DEVICE_STRIP_PIXELS,
@@ -151,9 +151,10 @@ class Colorizer:
         return max(1, (torch.cuda.max_memory_allocated(dev) - base) // 2)
 
     def chroma(self, rgb_pred: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
-        """The prediction's (Cb, Cr) in ``matrix``, scaled by ``--saturation`` around neutral
-        (the gamut step after it keeps every pixel inside the RGB cube)."""
-        cbcr = chroma_from_prediction(rgb_pred, matrix)
+        """The prediction's (Cb, Cr) in ``matrix``, low-passed by ``--chroma-smoothing`` and
+        scaled by ``--saturation`` around neutral (the gamut step after it keeps every pixel
+        inside the RGB cube)."""
+        cbcr = smooth_chroma(chroma_from_prediction(rgb_pred, matrix), self.config.chroma_smoothing)
         return cbcr * self.config.saturation if self.config.saturation != 1.0 else cbcr
 
     def colorize_batch(self, images: Sequence[LoadedImage], quantise: bool = False

@@ -354,6 +354,8 @@ def settings_key(cfg: InferConfig, model_sha256: str) -> str:
     extra: dict[str, object] = {"deinterlace": True} if cfg.deinterlace else {}  # keys of journals written before it stay valid
     if cfg.precision != "auto":
         extra["precision"] = cfg.precision
+    if cfg.chroma_smoothing:  # absent when off, as outputs made before the option were
+        extra["chroma_smoothing"] = cfg.chroma_smoothing
     blob = json.dumps({"model": model_sha256, **{k: getattr(cfg, k) for k in keep}, **extra}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

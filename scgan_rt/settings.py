@@ -45,6 +45,8 @@ STRIP_PIXELS = 262_144
 DEVICE_STRIP_PIXELS = 4_194_304
 # Pillow's hard decompression-bomb limit: larger images are refused before decoding.
 PILLOW_MAX_PIXELS = 178_956_970
+# Beyond this the chroma low-pass flattens the colour of whole objects at 256.
+MAX_CHROMA_SMOOTHING = 8.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class InferConfig:
     skip_color: bool = False
     save_saliency: bool = False
     saturation: float = 1.0  # scales the predicted chroma around neutral, before the gamut step
+    # Gaussian sigma, in network pixels, of the low-pass on the predicted chroma (0: off);
+    # measured on training photos in docs/model_card.md ("Chroma smoothing").
+    chroma_smoothing: float = 1.5
     overwrite: bool = False
     retry_failed: bool = False  # redo items the journal records as failed (skipped otherwise)
     io_threads: int = 0  # threads decoding and encoding photos; 0: min(IO_THREADS, cores)
@@ -85,6 +90,9 @@ class InferConfig:
         check_precision(self.precision)
         if not 0 <= self.saturation <= 4:
             raise UsageError(f"--saturation must be in [0, 4], got {self.saturation}")
+        if not 0 <= self.chroma_smoothing <= MAX_CHROMA_SMOOTHING:
+            raise UsageError(f"--chroma-smoothing must be in [0, {MAX_CHROMA_SMOOTHING:g}] network pixels, "
+                             f"got {self.chroma_smoothing}")
         parse_batch_size(self.batch_size)
         if self.io_threads < 0:
             raise UsageError(f"--io-threads must be >= 0, got {self.io_threads}")

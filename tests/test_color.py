@@ -1,8 +1,10 @@
 import numpy as np
 import torch
 
+import pytest
+
 from scgan_rt.color import (chroma_from_prediction, colorfulness, merge_luminance, rgb_to_gray, rgb_to_ycbcr,
-                            to_network, ycbcr_to_rgb)
+                            smooth_chroma, to_network, ycbcr_to_rgb)
 
 
 def test_ycbcr_round_trip_and_bt601_luma():
@@ -46,3 +48,28 @@ def test_colorfulness_matches_hasler_susstrunk_by_hand():
     m = np.sqrt(rg.std() ** 2 + yb.std() ** 2) + 0.3 * np.sqrt(rg.mean() ** 2 + yb.mean() ** 2)
     got = float(colorfulness(torch.from_numpy(img).permute(2, 0, 1)[None])[0])
     assert abs(got - m) < 1e-9
+
+
+def test_chroma_smoothing_removes_fine_chroma_noise_and_keeps_the_coarse_colour():
+    torch.manual_seed(0)
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 64), torch.linspace(-1, 1, 96), indexing="ij")
+    clean = torch.stack([0.2 * (xx > 0).float() - 0.1, 0.15 * yy])[None]  # an edge and a gradient
+    noisy = clean + 0.05 * torch.randn_like(clean)
+    out = smooth_chroma(noisy, 1.5)
+    assert out.shape == noisy.shape and out.dtype == noisy.dtype
+    rmse = lambda a: float(((a - clean) ** 2).mean().sqrt())
+    assert rmse(out) < 0.4 * rmse(noisy)
+    # channels are filtered apart: Cr noise never leaks into a zero Cb
+    only_cr = torch.cat([torch.zeros(1, 1, 64, 96), torch.randn(1, 1, 64, 96)], 1)
+    assert smooth_chroma(only_cr, 2.0)[:, 0].abs().max() == 0
+    # flat colour is left exactly flat (normalised kernel, reflected borders)
+    flat = torch.full((2, 2, 40, 40), 0.3)
+    torch.testing.assert_close(smooth_chroma(flat, 3.0), flat)
+    assert smooth_chroma(noisy, 0) is noisy
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 1, 1), (1, 2, 1, 7), (3, 2, 2, 2), (1, 2, 5, 300)])
+def test_chroma_smoothing_takes_any_network_size(shape):
+    x = torch.randn(shape, dtype=torch.float64)
+    out = smooth_chroma(x, 8.0)
+    assert out.shape == x.shape and out.dtype == x.dtype and torch.isfinite(out).all()

@@ -152,6 +152,35 @@ def test_saturation_scales_colour_photos_and_video(runner, tmp_path):
     assert r.exit_code == 2 and "--saturation must be in [0, 4]" in r.output
 
 
+@pytest.mark.parametrize("sigma", ["-1", "nan", "inf", "8.5"])
+def test_chroma_smoothing_out_of_range_is_a_usage_error_in_the_cli_and_the_api(runner, tmp_path, sigma):
+    from scgan_rt import Colorizer
+    from scgan_rt.errors import UsageError
+
+    for cmd in (["colorize", str(PHOTOS / "skimage__chelsea.jpg"), "-o", str(tmp_path / "o.png")],
+                ["evaluate", str(PHOTOS)]):
+        r = runner.invoke(app, [*cmd, "--chroma-smoothing", sigma])
+        assert r.exit_code == 2 and "--chroma-smoothing must be in [0, 8]" in r.output, r.output
+    assert not (tmp_path / "o.png").exists()
+    with pytest.raises(UsageError, match="chroma-smoothing"):
+        Colorizer.open(chroma_smoothing=float(sigma))
+
+
+def test_chroma_smoothing_is_part_of_an_output_folders_settings():
+    """A folder colorized with one smoothing is not silently continued with another; off
+    gives the key outputs made before the option had."""
+    from scgan_rt.pipeline import settings_key
+    from scgan_rt.settings import InferConfig
+
+    keys = {s: settings_key(InferConfig(chroma_smoothing=s), "m") for s in (0.0, 1.0, 1.5)}
+    assert len(set(keys.values())) == 3
+    legacy = {"model": "m", **{k: getattr(InferConfig(), k) for k in (
+        "size", "saturation", "codec", "crf", "encoder_preset", "temporal_strength", "compare", "force", "skip_color",
+        "preview")}}
+    import hashlib
+    assert keys[0.0] == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def test_compare_for_photos_goes_beside_the_colour_output(runner, tmp_path, tiny_weights):
     """--compare adds NAME_compare.EXT beside the colour output: into a folder, to a file, beside the input."""
     src = tmp_path / "coffee.jpg"
