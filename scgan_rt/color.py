@@ -93,15 +93,22 @@ def smooth_chroma(cbcr: torch.Tensor, sigma: float) -> torch.Tensor:
     carries the picture's detail, is never touched (docs/decisions.md, "Chroma smoothing")."""
     if sigma <= 0:
         return cbcr
-    radius = min(int(math.ceil(3 * sigma)), (min(cbcr.shape[-2:]) - 1))
+    radius = min(int(math.ceil(3 * sigma)), min(cbcr.shape[-2:]) - 1)
     if radius < 1:
         return cbcr
-    x = torch.arange(-radius, radius + 1, dtype=cbcr.dtype, device=cbcr.device)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    k = k / k.sum()
-    c = cbcr.shape[1]
-    out = F.conv2d(F.pad(cbcr, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float64) / sigma) ** 2)
+    taps = (k / k.sum()).tolist()
+    rows = _taps_along(F.pad(cbcr, (radius, radius, 0, 0), mode="reflect"), taps, -1, cbcr.shape[-1])
+    return _taps_along(F.pad(rows, (0, 0, radius, radius), mode="reflect"), taps, -2, cbcr.shape[-2])
+
+
+def _taps_along(padded: torch.Tensor, taps: list[float], dim: int, n: int) -> torch.Tensor:
+    """Weighted sum of shifted views along ``dim`` (an order of magnitude faster than a
+    grouped conv2d with a 1-D kernel on the CPU)."""
+    out = padded.narrow(dim, 0, n) * taps[0]
+    for i, t in enumerate(taps[1:], 1):
+        out.add_(padded.narrow(dim, i, n), alpha=t)
+    return out
 
 
 def gamut_scale(y: torch.Tensor, cbcr: torch.Tensor, matrix: str = "bt601") -> torch.Tensor:
