@@ -27,9 +27,10 @@ from .model import Generator, build_generator, count_parameters
 FORMAT = "scgan-rt-generator"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 # Models shipped inside the package, by name. The first is the default; every older default
-# stays reachable by its name (``--model scgan-lite-v1``), and a bundled file's preset name
-# resolves to it too (``--model scgan-lite``).
-BUNDLED = {"scgan-prior": "scgan-prior.safetensors", "scgan-lite-v1": "scgan-lite-v1.safetensors"}
+# stays reachable by its name (``--model scgan-prior-v1``), and a preset's name resolves to
+# the first bundled file of that preset (``--model scgan-prior``, ``--model scgan-lite``).
+BUNDLED = {"scgan-prior-v2": "scgan-prior-v2.safetensors", "scgan-prior-v1": "scgan-prior-v1.safetensors",
+           "scgan-lite-v1": "scgan-lite-v1.safetensors"}
 DEFAULT_MODEL = next(iter(BUNDLED))
 DEFAULT_WEIGHTS = WEIGHTS_DIR / BUNDLED[DEFAULT_MODEL]
 

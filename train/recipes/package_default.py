@@ -14,24 +14,31 @@ import os
 import platform
 from pathlib import Path
 
-from scgan_rt.weights import WEIGHTS_DIR, load_generator, save_weights
+from scgan_rt.settings import InferConfig
+from scgan_rt.weights import WEIGHTS_DIR, load_generator, read_weights, save_weights
 
 
 def _load(p: Path) -> dict:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
-def _recipe(tc: dict, stage: str) -> str:
-    extras = [x for x, on in (("random horizontal flips", tc.get("hflip")),
-                              (f"colourfulness term x{tc.get('lambda_colorfulness')}", tc.get("lambda_colorfulness")),
-                              (f"ab-class term x{tc.get('lambda_ab_class')}", tc.get("lambda_ab_class")),
-                              (f"EMA {tc.get('ema_decay')} of the generator", tc.get("ema_decay"))) if on]
-    text = "stage 1 L1+attention"
+def _terms(tc: dict) -> str:
+    """The optional loss terms and training options of one stage's train config."""
+    extras = [x for x, on in ((f"colourfulness x{tc.get('lambda_colorfulness')}", tc.get("lambda_colorfulness")),
+                              (f"ab-class x{tc.get('lambda_ab_class')}", tc.get("lambda_ab_class")),
+                              (f"EMA {tc.get('ema_decay')}", tc.get("ema_decay")),
+                              (f"{tc.get('max_steps')} steps", tc.get("max_steps"))) if on]
+    return f" ({', '.join(extras)})" if extras else ""
+
+
+def _recipe(stage_tcs: dict[str, dict], stage: str) -> str:
+    tc1, tc2 = stage_tcs.get("1", {}), stage_tcs.get("2", {})
+    text = f"stage 1 L1+attention{_terms(tc1)}"
     if stage == "2":
-        gan = "LSGAN" if tc.get("gan_mode") == "lsgan" else "WGAN-GP"
-        perc = f", {tc.get('perceptual_net')} perceptual x{tc.get('lambda_perceptual')}" if tc.get("use_perceptual") else ""
-        text += f", stage 2 {gan} with D_c and D_A{perc}"
-    return text + (f"; {', '.join(extras)}" if extras else "")
+        gan = "LSGAN" if tc2.get("gan_mode") == "lsgan" else "WGAN-GP"
+        perc = f", {tc2.get('perceptual_net')} perceptual x{tc2.get('lambda_perceptual')}" if tc2.get("use_perceptual") else ""
+        text += f", stage 2 {gan} with D_c and D_A{perc}{_terms(tc2)}"
+    return text + ("; random horizontal flips" if (tc2 or tc1).get("hflip") else "")
 
 
 def _departures(cfg, tc: dict) -> list[str]:
@@ -53,11 +60,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("--stage", default="2", choices=("1", "2"))
-    ap.add_argument("--out", type=Path, default=WEIGHTS_DIR / "scgan-prior.safetensors")
+    ap.add_argument("--out", type=Path, default=WEIGHTS_DIR / "scgan-prior-v2.safetensors")
     a = ap.parse_args()
     gen, w = load_generator(a.run / f"stage{a.stage}" / "generator.safetensors")
     tc = json.loads(w.metadata.get("provenance", "{}")).get("train_config", {})
-    recipe = _recipe(tc, a.stage)
+    stage_tcs = {s: json.loads(read_weights(a.run / f"stage{s}" / "generator.safetensors").metadata.get(
+        "provenance", "{}")).get("train_config", {}) for s in ("1", a.stage)}
+    recipe = _recipe(stage_tcs, a.stage)
     stages = {s: _load(a.run / f"stage{s}.json") for s in ("1", "2")}
     evals = {s: _load(a.run / f"eval_stage{s}.json") for s in ("1", "2")}
     ev = evals[a.stage]
@@ -74,6 +83,7 @@ def main() -> None:
                                     "libjxl-testdata; licenses in its MANIFEST.md)",
                           "photos": n_train},
         "validation": {"photos": len(val), "split_file": "train/recipes/default_val_split.txt",
+                       "settings": f"scgan-rt evaluate defaults (--chroma-smoothing {InferConfig.chroma_smoothing:g})",
                        "metrics": {f"stage{s}": evals[s] for s in evals if evals[s]}},
         "stages": {f"stage{s}": {k: stages[s].get(k) for k in ("steps", "epochs_done", "stopped", "wallclock_s",
                                                             "images_per_s", "final_losses")} for s in stages},
