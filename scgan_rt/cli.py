@@ -453,7 +453,8 @@ def colorize_cmd(
 
     cfg = InferConfig(size=size, batch_size=parse_batch_size(batch_size), backend=backend, device=device,
                       precision=precision, compile=compile_net, io_threads=io_threads, skip_color=skip_color,
-                      save_saliency=save_saliency, saturation=saturation, chroma_smoothing=chroma_smoothing, overwrite=overwrite, codec=codec, crf=crf,
+                      save_saliency=save_saliency, saturation=saturation, chroma_smoothing=chroma_smoothing,
+                      overwrite=overwrite, codec=codec, crf=crf,
                       encoder_preset=_encoder_preset(encoder_preset, preset_alias),
                       temporal_strength=temporal_strength, force=force, deinterlace=deinterlace, compare=compare,
                       preview=preview,

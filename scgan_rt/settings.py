@@ -45,7 +45,8 @@ STRIP_PIXELS = 262_144
 DEVICE_STRIP_PIXELS = 4_194_304
 # Pillow's hard decompression-bomb limit: larger images are refused before decoding.
 PILLOW_MAX_PIXELS = 178_956_970
-# Beyond this the chroma low-pass flattens the colour of whole objects at 256.
+# Upper bound of --chroma-smoothing: at 256, sigma 8 already mixes colour across 49 network
+# pixels, a fifth of the frame.
 MAX_CHROMA_SMOOTHING = 8.0
 
 
@@ -62,7 +63,7 @@ class InferConfig:
     save_saliency: bool = False
     saturation: float = 1.0  # scales the predicted chroma around neutral, before the gamut step
     # Gaussian sigma, in network pixels, of the low-pass on the predicted chroma (0: off);
-    # measured on training photos in docs/model_card.md ("Chroma smoothing").
+    # chosen on training photos (docs/decisions.md, "Chroma smoothing").
     chroma_smoothing: float = 1.5
     overwrite: bool = False
     retry_failed: bool = False  # redo items the journal records as failed (skipped otherwise)

@@ -22,6 +22,10 @@ def _load(p: Path) -> dict:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
+def _train_config(w) -> dict:
+    return json.loads(w.metadata.get("provenance", "{}")).get("train_config", {})
+
+
 def _terms(tc: dict) -> str:
     """The optional loss terms and training options of one stage's train config."""
     extras = [x for x, on in ((f"colourfulness x{tc.get('lambda_colorfulness')}", tc.get("lambda_colorfulness")),
@@ -63,9 +67,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=WEIGHTS_DIR / "scgan-prior-v2.safetensors")
     a = ap.parse_args()
     gen, w = load_generator(a.run / f"stage{a.stage}" / "generator.safetensors")
-    tc = json.loads(w.metadata.get("provenance", "{}")).get("train_config", {})
-    stage_tcs = {s: json.loads(read_weights(a.run / f"stage{s}" / "generator.safetensors").metadata.get(
-        "provenance", "{}")).get("train_config", {}) for s in ("1", a.stage)}
+    tc = _train_config(w)
+    stage_tcs = {a.stage: tc}
+    if a.stage == "2":  # stage 1's own terms (its colourfulness weight and length differ)
+        stage_tcs["1"] = _train_config(read_weights(a.run / "stage1" / "generator.safetensors"))
     recipe = _recipe(stage_tcs, a.stage)
     stages = {s: _load(a.run / f"stage{s}.json") for s in ("1", "2")}
     evals = {s: _load(a.run / f"eval_stage{s}.json") for s in ("1", "2")}
