@@ -46,6 +46,13 @@ def rgb_to_gray(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb * w).sum(1, keepdim=True)
 
 
+def with_luma_of(pred: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``pred`` (``N x 3 x H x W`` RGB) with the BT.601 luma of ``ref`` and its own chroma:
+    adding one value to R, G and B moves Y by that value and leaves Cb/Cr alone, so this is
+    the merge inference does, in RGB and differentiable."""
+    return pred + (rgb_to_gray(ref) - rgb_to_gray(pred))
+
+
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
     return _apply(RGB_TO_YCBCR, rgb)
 

@@ -190,6 +190,10 @@ class TrainConfig:
     lambda_ab_class: float = 0.0
     # ... and a bounded colourfulness term |CF(pred) - CF(truth)| (Hasler & Suesstrunk 2003).
     lambda_colorfulness: float = 0.0
+    # Every loss sees the prediction with the photo's own luma put back (what inference
+    # ships: only the predicted chroma is kept), so no gradient is spent on the luma the
+    # merge discards. Off in the paper's recipe (L1 on the raw RGB output).
+    merge_luma: bool = False
     gfn_lr: float = 0.01  # GFN classifier pretraining: SGD as in the authors' pre-train code
     gfn_momentum: float = 0.9
     gfn_weight_decay: float = 5e-4

@@ -73,3 +73,16 @@ def test_chroma_smoothing_takes_any_network_size(shape):
     x = torch.randn(shape, dtype=torch.float64)
     out = smooth_chroma(x, 8.0)
     assert out.shape == x.shape and out.dtype == x.dtype and torch.isfinite(out).all()
+
+
+def test_with_luma_of_keeps_chroma_and_takes_the_reference_luma():
+    from scgan_rt.color import rgb_to_gray, rgb_to_ycbcr, with_luma_of
+
+    g = torch.Generator().manual_seed(0)
+    pred, ref = (torch.rand(2, 3, 8, 8, generator=g) * 2 - 1 for _ in range(2))
+    pred.requires_grad_(True)
+    out = with_luma_of(pred, ref)
+    assert torch.allclose(rgb_to_gray(out), rgb_to_gray(ref), atol=1e-6)
+    assert torch.allclose(rgb_to_ycbcr(out)[:, 1:], rgb_to_ycbcr(pred)[:, 1:], atol=1e-6)
+    rgb_to_gray(out).sum().backward()  # no gradient reaches the prediction's own luma
+    assert torch.allclose(rgb_to_gray(pred.grad), torch.zeros(()), atol=1e-6)

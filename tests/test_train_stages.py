@@ -206,3 +206,22 @@ def test_resume_checks_settings_added_after_the_checkpoint(stage1_run, photos, t
     with pytest.raises(UsageError, match="hflip=False"):
         train(tiny_train(max_steps=2, hflip=True), tiny_model(), photos, run, **kw)
     assert train(tiny_train(max_steps=2), tiny_model(), photos, run, **kw)["steps"] == 2
+
+
+@pytest.mark.parametrize("merge", [False, True])
+def test_merge_luma_losses_ignore_the_luma_colorize_discards(photos, merge):
+    """A prediction right in colour and wrong only in luma: with --merge-luma every loss
+    sees it with the photo's luma, so the pixel loss is zero; without, it is the offset."""
+    files = scan_photos(photos, 10).files[:1]
+    ds = ColorizationDataset(photos, files, 256, noise_std=0.0)
+    batch = {k: v[None] for k, v in ds[(0, 0)].items()}
+    st = ColorizationStage(tiny_train(merge_luma=merge), tiny_model(), torch.device("cpu"), DistInfo())
+    real_forward = st.gen.forward
+
+    def luma_shifted(gray, **kw):
+        fake, sal, u6 = real_forward(gray, **kw)
+        return batch["rgb"] + 0.25 + 0 * fake, sal, u6  # +0.25 on R, G and B: luma only
+
+    st.gen.forward = luma_shifted
+    logs = st.step(batch)
+    assert logs["loss_pixel"] == pytest.approx(0.0 if merge else 0.25, abs=1e-5)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from scgan_rt.color import with_luma_of
 from scgan_rt.config import ModelConfig, TrainConfig
 from scgan_rt.model import PatchDiscriminator, build_generator
 
@@ -113,6 +114,8 @@ class ColorizationStage(Stage):
             self.gen.prior.requires_grad_(self.step_index >= t.prior_freeze_steps)
         with self.autocast:
             fake, fsal, u6 = self.gen(gray, with_saliency=self.attn, with_u6=True)
+        if t.merge_luma:
+            fake = with_luma_of(fake, rgb)
         if self.gan:
             # Critic step(s): n_critic = 1 in the paper's code. Critics get gradients only here.
             for d in self.critics:

@@ -30,7 +30,7 @@ from .monitor import Monitor
 # Settings that must not change across --resume (the rest, e.g. budgets, may).
 RESUME_FIXED = ("stage", "batch_size", "crop", "seed", "gan_mode", "pixel_loss", "use_gan", "use_attention",
                 "use_perceptual", "load_size", "load_size_max", "input_noise_std", "hflip", "perceptual_net", "perceptual_stage1",
-                "lambda_ab_class")
+                "lambda_ab_class", "merge_luma")
 
 
 def pick_device(name: str, dist: D.DistInfo) -> torch.device:
