@@ -705,6 +705,7 @@ def train_cmd(
     lambda_perceptual: float = typer.Option(T.lambda_perceptual, "--lambda-perceptual", help="Weight of the perceptual loss (paper: 5)."),
     ab_class: float = typer.Option(T.lambda_ab_class, "--ab-class", help="Weight of the rebalanced ab-bin classification loss (Zhang et al. 2016; 0: off)."),
     colorfulness_w: float = typer.Option(T.lambda_colorfulness, "--colorfulness", help="Weight of |CF(pred) - CF(truth)| (0: off)."),
+    ciede: float = typer.Option(T.lambda_ciede, "--ciede", help="Weight of the mean CIEDE2000 of the merged prediction (0: off)."),
     merge_luma: bool = typer.Option(T.merge_luma, "--merge-luma", help="Losses see the prediction with the photo's luma put back (what colorize ships)."),
     json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
 ) -> None:
@@ -721,7 +722,8 @@ def train_cmd(
                          prior_freeze_steps=prior_freeze_steps, prior_lr_scale=prior_lr_scale,
                          perceptual_net=perceptual_net, perceptual_stage1=perceptual_stage1,
                          lambda_perceptual=lambda_perceptual,
-                         lambda_ab_class=ab_class, lambda_colorfulness=colorfulness_w, merge_luma=merge_luma)
+                         lambda_ab_class=ab_class, lambda_colorfulness=colorfulness_w, lambda_ciede=ciede,
+                         merge_luma=merge_luma)
     arch = {k: v for k, v in (("gfn_net", gfn_net), ("encoder", encoder)) if v is not None}
     mcfg = preset(preset_name, in_channels=in_channels, use_gfn=not no_gfn, **arch)
     result = train(tcfg, mcfg, data, out_dir, saliency_dir=saliency_dir, input_dir=paired_input, init=init,

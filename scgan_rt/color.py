@@ -242,3 +242,43 @@ def rgb_to_lab(rgb01: torch.Tensor) -> torch.Tensor:
     f = torch.where(xyz > 0.008856, xyz.clamp_min(1e-12) ** (1 / 3), 7.787 * xyz + 16 / 116)
     fx, fy, fz = f.unbind(-3)
     return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], -3)
+
+
+def _detached_if(x: torch.Tensor, cond: bool) -> torch.Tensor:
+    return x.detach() if cond else x
+
+
+def ciede2000(lab1: torch.Tensor, lab2: torch.Tensor, eps: float = 0.0, dim: int = -3) -> torch.Tensor:
+    """CIEDE2000 colour difference (Sharma, Wu & Dalal 2005; kL = kC = kH = 1) per pixel of
+    two Lab tensors with L, a, b along ``dim`` (``N x 3 x H x W`` by default).
+
+    ``eps`` > 0 makes it a training loss: the square roots get ``eps`` so they stay
+    differentiable at zero, and the formula's weights (G, the S terms, R_T) are taken as
+    constants of the current colours, so gradients flow only through the differences.
+    The hue difference uses 2 (C1 C2 - a1 a2 - b1 b2) = dH^2 (no angle, so no gradient
+    singularity at gray); its sign is the cross product's, the sign of the hue angle step."""
+    L1, a1, b1 = lab1.unbind(dim)
+    L2, a2, b2 = lab2.unbind(dim)
+    w = eps > 0
+    cbar = _detached_if((torch.sqrt(a1 ** 2 + b1 ** 2) + torch.sqrt(a2 ** 2 + b2 ** 2)) / 2, w)
+    g = 0.5 * (1 - torch.sqrt(cbar ** 7 / (cbar ** 7 + 25.0 ** 7)))
+    a1p, a2p = (1 + g) * a1, (1 + g) * a2
+    c1p, c2p = torch.sqrt(a1p ** 2 + b1 ** 2 + eps), torch.sqrt(a2p ** 2 + b2 ** 2 + eps)
+    sign = torch.sign(a1p * b2 - a2p * b1)
+    dH = sign * torch.sqrt((2 * (c1p * c2p - a1p * a2p - b1 * b2)).clamp_min(0) + eps)
+    dL, dC = L2 - L1, c2p - c1p
+    h1p = torch.rad2deg(torch.atan2(b1, a1p).detach()) % 360
+    h2p = torch.rad2deg(torch.atan2(b2, a2p).detach()) % 360
+    gray = (c1p * c2p).detach() <= eps
+    hsum = h1p + h2p
+    hbar = torch.where((h1p - h2p).abs() > 180, torch.where(hsum < 360, hsum + 360, hsum - 360), hsum) / 2
+    hbar = torch.where(gray, hsum, hbar)
+    Lbar, Cbar = _detached_if((L1 + L2) / 2, w), _detached_if((c1p + c2p) / 2, w)
+    t = (1 - 0.17 * torch.cos(torch.deg2rad(hbar - 30)) + 0.24 * torch.cos(torch.deg2rad(2 * hbar))
+         + 0.32 * torch.cos(torch.deg2rad(3 * hbar + 6)) - 0.20 * torch.cos(torch.deg2rad(4 * hbar - 63)))
+    sl = 1 + 0.015 * (Lbar - 50) ** 2 / torch.sqrt(20 + (Lbar - 50) ** 2)
+    sc, sh = 1 + 0.045 * Cbar, 1 + 0.015 * Cbar * t
+    rt = -2 * torch.sqrt(Cbar ** 7 / (Cbar ** 7 + 25.0 ** 7)) * torch.sin(
+        torch.deg2rad(60 * torch.exp(-(((hbar - 275) / 25) ** 2))))
+    q = (dL / sl) ** 2 + (dC / sc) ** 2 + (dH / sh) ** 2 + rt * (dC / sc) * (dH / sh)
+    return torch.sqrt(q.clamp_min(0) + eps)

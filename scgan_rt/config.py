@@ -190,6 +190,9 @@ class TrainConfig:
     lambda_ab_class: float = 0.0
     # ... and a bounded colourfulness term |CF(pred) - CF(truth)| (Hasler & Suesstrunk 2003).
     lambda_colorfulness: float = 0.0
+    # Mean CIEDE2000 between the prediction with the photo's luma put back (what colorize
+    # ships) and the photo: a perceptual colour difference instead of L1's per-channel one.
+    lambda_ciede: float = 0.0
     # Every loss sees the prediction with the photo's own luma put back (what inference
     # ships: only the predicted chroma is kept), so no gradient is spent on the luma the
     # merge discards. Off in the paper's recipe (L1 on the raw RGB output).
@@ -217,8 +220,8 @@ class TrainConfig:
             raise UsageError(f"--ema must be in [0, 1), got {self.ema_decay}")
         if self.perceptual_net not in PERCEPTUAL_NETS:
             raise UsageError(f"--perceptual-net must be one of {', '.join(PERCEPTUAL_NETS)}, got {self.perceptual_net!r}")
-        if self.lambda_ab_class < 0 or self.lambda_colorfulness < 0 or self.prior_freeze_steps < 0:
-            raise UsageError("--ab-class, --colorfulness and --prior-freeze-steps must be >= 0")
+        if min(self.lambda_ab_class, self.lambda_colorfulness, self.lambda_ciede, self.prior_freeze_steps) < 0:
+            raise UsageError("--ab-class, --colorfulness, --ciede and --prior-freeze-steps must be >= 0")
         if not 0 <= self.prior_lr_scale <= 1:
             raise UsageError(f"--prior-lr-scale must be in [0, 1], got {self.prior_lr_scale}")
         if self.load_size and self.load_size < self.crop:

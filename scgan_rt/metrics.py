@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 from scipy.ndimage import uniform_filter
 
+from .color import ciede2000 as color_ciede2000
 from .color import colorfulness, luma_of, rgb_to_lab
 from .errors import InputError
 from .images import is_supported
@@ -83,29 +84,8 @@ def lab_of(rgb01: np.ndarray) -> np.ndarray:
 
 def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     """CIEDE2000 colour difference per pixel (kL = kC = kH = 1), ``... x 3`` Lab arrays."""
-    L1, a1, b1 = np.moveaxis(lab1, -1, 0)
-    L2, a2, b2 = np.moveaxis(lab2, -1, 0)
-    cbar = (np.hypot(a1, b1) + np.hypot(a2, b2)) / 2
-    g = 0.5 * (1 - np.sqrt(cbar ** 7 / (cbar ** 7 + 25.0 ** 7)))
-    a1p, a2p = (1 + g) * a1, (1 + g) * a2
-    c1p, c2p = np.hypot(a1p, b1), np.hypot(a2p, b2)
-    h1p = np.degrees(np.arctan2(b1, a1p)) % 360
-    h2p = np.degrees(np.arctan2(b2, a2p)) % 360
-    dh = h2p - h1p
-    dh = np.where(dh > 180, dh - 360, np.where(dh < -180, dh + 360, dh))
-    dh = np.where(c1p * c2p == 0, 0, dh)
-    dL, dC = L2 - L1, c2p - c1p
-    dH = 2 * np.sqrt(c1p * c2p) * np.sin(np.radians(dh) / 2)
-    Lbar, Cbar = (L1 + L2) / 2, (c1p + c2p) / 2
-    hsum = h1p + h2p
-    hbar = np.where(np.abs(h1p - h2p) > 180, np.where(hsum < 360, hsum + 360, hsum - 360), hsum) / 2
-    hbar = np.where(c1p * c2p == 0, hsum, hbar)
-    t = (1 - 0.17 * np.cos(np.radians(hbar - 30)) + 0.24 * np.cos(np.radians(2 * hbar))
-         + 0.32 * np.cos(np.radians(3 * hbar + 6)) - 0.20 * np.cos(np.radians(4 * hbar - 63)))
-    sl = 1 + 0.015 * (Lbar - 50) ** 2 / np.sqrt(20 + (Lbar - 50) ** 2)
-    sc, sh = 1 + 0.045 * Cbar, 1 + 0.015 * Cbar * t
-    rt = -2 * np.sqrt(Cbar ** 7 / (Cbar ** 7 + 25.0 ** 7)) * np.sin(np.radians(60 * np.exp(-(((hbar - 275) / 25) ** 2))))
-    return np.sqrt((dL / sl) ** 2 + (dC / sc) ** 2 + (dH / sh) ** 2 + rt * (dC / sc) * (dH / sh))
+    t1, t2 = (torch.from_numpy(np.moveaxis(np.asarray(x, dtype=np.float64), -1, 0)) for x in (lab1, lab2))
+    return color_ciede2000(t1, t2, dim=0).numpy()
 
 
 def hue_hits(lab_pred: np.ndarray, lab_truth: np.ndarray) -> tuple[int, int]:

@@ -225,3 +225,31 @@ def test_merge_luma_losses_ignore_the_luma_colorize_discards(photos, merge):
     st.gen.forward = luma_shifted
     logs = st.step(batch)
     assert logs["loss_pixel"] == pytest.approx(0.0 if merge else 0.25, abs=1e-5)
+
+
+def test_ciede_loss_is_the_metric_on_what_colorize_ships(photos):
+    """The CIEDE2000 loss equals the evaluation metric on the luma-merged prediction, costs
+    nothing for a luma-only error, and has finite gradients at a flat gray prediction."""
+    import numpy as np
+
+    from scgan_rt.color import with_luma_of
+    from scgan_rt.metrics import ciede2000, lab_of
+    from scgan_rt.train.losses import ciede_loss
+
+    files = scan_photos(photos, 10).files[:1]
+    truth = ColorizationDataset(photos, files, 64, noise_std=0.0)[(0, 0)]["rgb"][None]
+    assert float(ciede_loss(truth + 0.2, truth)) < 0.05  # luma only: the merge puts it back
+    pred = (truth.flip(-1) * 0.7).requires_grad_(True)  # wrong colours, some of them gray-ish
+    loss = ciede_loss(pred, truth)
+    merged = ((with_luma_of(pred, truth) + 1) / 2).clamp(0, 1)[0].permute(1, 2, 0).detach().double().numpy()
+    want = ciede2000(lab_of(merged), lab_of(((truth[0].permute(1, 2, 0) + 1) / 2).double().numpy())).mean()
+    assert loss.item() == pytest.approx(float(want), rel=2e-3) and loss.item() > 3
+    loss.backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+    flat = torch.zeros_like(truth, requires_grad=True)
+    ciede_loss(flat, truth).backward()
+    assert torch.isfinite(flat.grad).all()
+    st = ColorizationStage(tiny_train(lambda_ciede=0.01), tiny_model(), torch.device("cpu"), DistInfo())
+    ds = ColorizationDataset(photos, files, 256, noise_std=0.0)
+    logs = st.step({k: v[None] for k, v in ds[(0, 0)].items()})
+    assert np.isfinite(logs["loss_ciede2000"]) and logs["loss_ciede2000"] > 0

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from scgan_rt.color import colorfulness
+from scgan_rt.color import ciede2000, colorfulness, rgb_to_lab, with_luma_of
 from scgan_rt.errors import ModelError, UsageError
 from scgan_rt.weights import read_state_dict
 
@@ -152,6 +152,14 @@ class EfficientNetPerceptualLoss(nn.Module):
 def build_perceptual(net: str, weights: str | Path | None) -> nn.Module:
     """The perceptual loss of ``TrainConfig.perceptual_net``."""
     return EfficientNetPerceptualLoss() if net == "efficientnet-lite0" else PerceptualLoss(weights)
+
+
+def ciede_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean CIEDE2000 (Lab units) between ``pred`` with ``target``'s luma put back and
+    ``target``, both ``N x 3 x H x W`` in [-1, 1]: the colour error of what colorize ships."""
+    merged = with_luma_of(pred.float(), target.float())
+    lab = [rgb_to_lab((x + 1) / 2) for x in (merged, target.float())]
+    return ciede2000(lab[0], lab[1], eps=1e-4).mean()
 
 
 def colorfulness_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -177,6 +177,10 @@ class ColorizationStage(Stage):
             l_cf = L.colorfulness_loss(fake, rgb)
             total = total + t.lambda_colorfulness * l_cf
             logs["loss_colorfulness"] = l_cf.item()
+        if t.lambda_ciede:
+            l_de = L.ciede_loss(fake, rgb)
+            total = total + t.lambda_ciede * l_de
+            logs["loss_ciede2000"] = l_de.item()
         return total
 
     def export_generator(self) -> nn.Module:

@@ -30,6 +30,7 @@ def _terms(tc: dict) -> str:
     """The optional loss terms and training options of one stage's train config."""
     extras = [x for x, on in ((f"colourfulness x{tc.get('lambda_colorfulness')}", tc.get("lambda_colorfulness")),
                               (f"ab-class x{tc.get('lambda_ab_class')}", tc.get("lambda_ab_class")),
+                              (f"CIEDE2000 x{tc.get('lambda_ciede')}", tc.get("lambda_ciede")),
                               (f"EMA {tc.get('ema_decay')}", tc.get("ema_decay")),
                               (f"{tc.get('max_steps')} steps", tc.get("max_steps"))) if on]
     return f" ({', '.join(extras)})" if extras else ""
