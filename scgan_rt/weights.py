@@ -29,8 +29,8 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 # Models shipped inside the package, by name. The first is the default; every older default
 # stays reachable by its name (``--model scgan-prior-v1``), and a preset's name resolves to
 # the first bundled file of that preset (``--model scgan-prior``, ``--model scgan-lite``).
-BUNDLED = {"scgan-prior-v2": "scgan-prior-v2.safetensors", "scgan-prior-v1": "scgan-prior-v1.safetensors",
-           "scgan-lite-v1": "scgan-lite-v1.safetensors"}
+BUNDLED = {"scgan-prior-v3": "scgan-prior-v3.safetensors", "scgan-prior-v2": "scgan-prior-v2.safetensors",
+           "scgan-prior-v1": "scgan-prior-v1.safetensors", "scgan-lite-v1": "scgan-lite-v1.safetensors"}
 DEFAULT_MODEL = next(iter(BUNDLED))
 DEFAULT_WEIGHTS = WEIGHTS_DIR / BUNDLED[DEFAULT_MODEL]
 

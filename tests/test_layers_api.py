@@ -117,7 +117,7 @@ def test_version_and_model_default_everywhere(runner, tmp_path):
     r = runner.invoke(app, ["model", "info", "--json"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["preset"] == "scgan-prior"
-    for name in ("default", "scgan-prior", "scgan-prior-v2", "scgan-prior-v1", "scgan-lite-v1", "scgan-lite"):
+    for name in ("default", "scgan-prior", "scgan-prior-v3", "scgan-prior-v2", "scgan-prior-v1", "scgan-lite-v1", "scgan-lite"):
         r = runner.invoke(app, ["colorize", str(PHOTOS / "skimage__chelsea.jpg"), "-o", str(tmp_path / f"{name}.png"),
                                 "--model", name, "--backend", "torch", "--device", "cpu"])
         assert r.exit_code == 0, r.output

@@ -65,7 +65,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("--stage", default="2", choices=("1", "2"))
-    ap.add_argument("--out", type=Path, default=WEIGHTS_DIR / "scgan-prior-v2.safetensors")
+    ap.add_argument("--out", type=Path, default=WEIGHTS_DIR / "scgan-prior-v3.safetensors")
     a = ap.parse_args()
     gen, w = load_generator(a.run / f"stage{a.stage}" / "generator.safetensors")
     tc = _train_config(w)
@@ -95,8 +95,9 @@ def main() -> None:
                                                             "images_per_s", "final_losses")} for s in stages},
         "shipped_stage": a.stage,
         "ablations": _departures(gen.cfg, tc),
-        "seed": 0,
-        "compute": f"{platform.machine()} CPU, {os.cpu_count()} cores, Python {platform.python_version()}, no GPU",
+        "seed": tc.get("seed"),
+        "compute": f"{platform.machine()} CPU, {os.cpu_count()} cores ({os.environ.get('OMP_NUM_THREADS', 'all')} "
+                   f"torch threads), Python {platform.python_version()}, no GPU",
         "storage": "fp16 (upcast to fp32 on load)",
     }
     save_weights(a.out, gen, provenance=prov, fp16=True)
