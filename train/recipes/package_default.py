@@ -15,7 +15,7 @@ import platform
 from pathlib import Path
 
 from scgan_rt.settings import InferConfig
-from scgan_rt.weights import WEIGHTS_DIR, load_generator, read_weights, save_weights
+from scgan_rt.weights import DEFAULT_WEIGHTS, load_generator, read_weights, save_weights
 
 
 def _load(p: Path) -> dict:
@@ -65,7 +65,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("--stage", default="2", choices=("1", "2"))
-    ap.add_argument("--out", type=Path, default=WEIGHTS_DIR / "scgan-prior-v3.safetensors")
+    ap.add_argument("--out", type=Path, default=DEFAULT_WEIGHTS)
     a = ap.parse_args()
     gen, w = load_generator(a.run / f"stage{a.stage}" / "generator.safetensors")
     tc = _train_config(w)
